@@ -1,0 +1,369 @@
+//! Stage 4 of a request: verify the token and build the caller's identity.
+//!
+//! Order (each step can only narrow what the next one sees):
+//! 1. shape: three base64url parts, bounded size; header and payload are JSON
+//!    objects without duplicate keys;
+//! 2. header: `alg` must be a known algorithm (never `none`), `crit` is refused,
+//!    `jku`/`x5u`/`jwk`/`x5c` are ignored (keys come only from configuration);
+//! 3. `iss` picks the issuer; the issuer's `algorithms` must allow `alg`;
+//! 4. `kid` picks the key (no `kid`: every key of that issuer accepting `alg`),
+//!    and the key's own type must accept `alg` (no HMAC with an RSA key);
+//! 5. the signature, with jsonwebtoken's crypto (aws-lc-rs backend);
+//! 6. registered claims: `exp` (required unless the issuer says otherwise),
+//!    `nbf`, `aud` (required when the issuer has audiences), with leeway;
+//!    a registered claim of the wrong JSON type makes the token invalid;
+//! 7. roles and permissions from the issuer's claim names, expanded through `[roles]`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::Algorithm;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::claims::{self, RoleClosure};
+use super::keys::VerifyKey;
+
+/// Tokens longer than this are refused before any decoding.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// One trusted issuer, compiled.
+#[derive(Debug)]
+pub struct Issuer {
+    pub name: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub keys: Vec<VerifyKey>,
+    pub leeway_s: u64,
+    pub roles_claims: Vec<String>,
+    pub permissions_claims: Vec<String>,
+    pub tenant_claim: String,
+    pub require_exp: bool,
+}
+
+/// The trusted issuers, by exact `iss` value.
+#[derive(Debug, Default)]
+pub struct Issuers {
+    by_iss: HashMap<String, Arc<Issuer>>,
+}
+
+impl Issuers {
+    pub fn new(list: Vec<Issuer>) -> Self {
+        Issuers { by_iss: list.into_iter().map(|i| (i.name.clone(), Arc::new(i))).collect() }
+    }
+
+    pub fn get(&self, iss: &str) -> Option<&Arc<Issuer>> {
+        self.by_iss.get(iss)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_iss.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_iss.is_empty()
+    }
+
+    /// All issuers, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Issuer>> {
+        self.by_iss.values()
+    }
+}
+
+/// A verified caller.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub issuer: Arc<Issuer>,
+    pub claims: Map<String, Value>,
+    /// Effective roles (token roles plus included roles), sorted.
+    pub roles: Vec<Box<str>>,
+    /// Effective permissions (token permissions plus those of every effective role), sorted.
+    pub permissions: Vec<Box<str>>,
+    /// `exp`, in seconds since the epoch, when present.
+    pub expires_at: Option<u64>,
+}
+
+impl Identity {
+    pub fn has_role(&self, role: &str) -> bool {
+        claims::has(&self.roles, role)
+    }
+
+    pub fn has_permission(&self, perm: &str) -> bool {
+        claims::has(&self.permissions, perm)
+    }
+
+    /// A claim by dotted path; `$tenant` names the issuer's tenant claim.
+    pub fn claim(&self, path: &str) -> Option<&Value> {
+        let path = if path == "$tenant" { self.issuer.tenant_claim.as_str() } else { path };
+        claims::lookup(&self.claims, path)
+    }
+}
+
+/// Why a token was refused. Each variant has a short, safe description for
+/// `error_description` and logs; it never echoes token content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    Empty,
+    TooLarge,
+    Malformed(&'static str),
+    DuplicateKey(&'static str),
+    AlgNone,
+    UnsupportedAlg,
+    AlgNotAllowed,
+    CritHeader,
+    MissingIssuer,
+    UntrustedIssuer,
+    UnknownKid,
+    NoKeyForAlg,
+    BadSignature,
+    WrongClaimType(&'static str),
+    MissingExp,
+    Expired,
+    NotYetValid,
+    MissingAudience,
+    WrongAudience,
+}
+
+impl TokenError {
+    /// Stable machine code (metrics label, logs).
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::Empty => "empty",
+            TokenError::TooLarge => "too_large",
+            TokenError::Malformed(_) => "malformed",
+            TokenError::DuplicateKey(_) => "duplicate_key",
+            TokenError::AlgNone => "alg_none",
+            TokenError::UnsupportedAlg => "unsupported_alg",
+            TokenError::AlgNotAllowed => "alg_not_allowed",
+            TokenError::CritHeader => "crit_header",
+            TokenError::MissingIssuer => "missing_iss",
+            TokenError::UntrustedIssuer => "untrusted_issuer",
+            TokenError::UnknownKid => "unknown_kid",
+            TokenError::NoKeyForAlg => "no_key_for_alg",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::WrongClaimType(_) => "wrong_claim_type",
+            TokenError::MissingExp => "missing_exp",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::MissingAudience => "missing_aud",
+            TokenError::WrongAudience => "wrong_aud",
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenError::Empty => f.write_str("the bearer token is empty"),
+            TokenError::TooLarge => write!(f, "the token is longer than {MAX_TOKEN_LEN} bytes"),
+            TokenError::Malformed(what) => write!(f, "the token is malformed: {what}"),
+            TokenError::DuplicateKey(part) => write!(f, "the token {part} has a duplicate key"),
+            TokenError::AlgNone => f.write_str("unsigned tokens (alg none) are not accepted"),
+            TokenError::UnsupportedAlg => f.write_str("the token's alg is not supported"),
+            TokenError::AlgNotAllowed => f.write_str("the token's alg is not allowed for its issuer"),
+            TokenError::CritHeader => f.write_str("the token has a crit header, which is not supported"),
+            TokenError::MissingIssuer => f.write_str("the token has no iss claim"),
+            TokenError::UntrustedIssuer => f.write_str("the token's issuer is not trusted"),
+            TokenError::UnknownKid => f.write_str("the token's kid names no known key"),
+            TokenError::NoKeyForAlg => f.write_str("the issuer has no key for the token's alg"),
+            TokenError::BadSignature => f.write_str("the token's signature is invalid"),
+            TokenError::WrongClaimType(c) => write!(f, "the token's {c} claim has the wrong type"),
+            TokenError::MissingExp => f.write_str("the token has no exp claim"),
+            TokenError::Expired => f.write_str("the token has expired"),
+            TokenError::NotYetValid => f.write_str("the token is not valid yet (nbf)"),
+            TokenError::MissingAudience => f.write_str("the token has no aud claim"),
+            TokenError::WrongAudience => f.write_str("the token's audience is not accepted"),
+        }
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// Verifies `token` against the trusted issuers at time `now` (seconds since
+/// the epoch) and returns the caller's identity.
+pub fn verify(token: &str, issuers: &Issuers, roles: &RoleClosure, now: u64) -> Result<Identity, TokenError> {
+    if token.is_empty() {
+        return Err(TokenError::Empty);
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(h64), Some(p64), Some(sig64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(TokenError::Malformed("a JWS has three dot-separated parts"));
+    };
+    if sig64.is_empty() {
+        return Err(TokenError::Malformed("the signature is empty"));
+    }
+    let header = decode_object(h64, "header")?;
+    let alg = match header.get("alg") {
+        Some(Value::String(a)) if a.eq_ignore_ascii_case("none") => return Err(TokenError::AlgNone),
+        Some(Value::String(a)) => a.parse::<Algorithm>().map_err(|_| TokenError::UnsupportedAlg)?,
+        Some(_) => return Err(TokenError::WrongClaimType("alg")),
+        None => return Err(TokenError::Malformed("the header has no alg")),
+    };
+    if header.contains_key("crit") {
+        return Err(TokenError::CritHeader);
+    }
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.as_str()),
+        Some(_) => return Err(TokenError::WrongClaimType("kid")),
+    };
+    let claims = decode_object(p64, "payload")?;
+    let issuer = match claims.get("iss") {
+        None => return Err(TokenError::MissingIssuer),
+        Some(Value::String(iss)) => issuers.get(iss).ok_or(TokenError::UntrustedIssuer)?,
+        Some(_) => return Err(TokenError::WrongClaimType("iss")),
+    };
+    if !issuer.algorithms.contains(&alg) {
+        return Err(TokenError::AlgNotAllowed);
+    }
+    check_signature(issuer, kid, alg, &token[..h64.len() + 1 + p64.len()], sig64)?;
+    let expires_at = check_registered_claims(issuer, &claims, now)?;
+
+    Ok(identity_from_claims(claims, Arc::clone(issuer), roles, expires_at))
+}
+
+/// The identity that verified `claims` stand for: roles and permissions read
+/// with the issuer's claim names and expanded through `[roles]`. Also used by
+/// `explain --claims`, which evaluates policy without a token.
+pub fn identity_from_claims(
+    claims: Map<String, Value>,
+    issuer: Arc<Issuer>,
+    roles: &RoleClosure,
+    expires_at: Option<u64>,
+) -> Identity {
+    let none = Value::Null;
+    let read = |names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .flat_map(|c| claims::string_set(claims::lookup(&claims, c).unwrap_or(&none)))
+            .map(str::to_owned)
+            .collect()
+    };
+    let token_roles = read(&issuer.roles_claims);
+    let token_perms = read(&issuer.permissions_claims);
+    let (roles, permissions) =
+        roles.expand(token_roles.iter().map(String::as_str), token_perms.iter().map(String::as_str));
+    Identity { issuer, claims, roles, permissions, expires_at }
+}
+
+fn check_signature(issuer: &Issuer, kid: Option<&str>, alg: Algorithm, message: &str, sig64: &str) -> Result<(), TokenError> {
+    let mut candidates = issuer.keys.iter().filter(|k| kid.is_none() || k.kid.as_deref() == kid).peekable();
+    if candidates.peek().is_none() {
+        return Err(TokenError::UnknownKid);
+    }
+    let mut tried = false;
+    for key in candidates.filter(|k| k.algorithms.contains(&alg)) {
+        tried = true;
+        match jsonwebtoken::crypto::verify(sig64, message.as_bytes(), &key.key, alg) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(_) => return Err(TokenError::Malformed("the signature is not base64url")),
+        }
+    }
+    Err(if tried { TokenError::BadSignature } else { TokenError::NoKeyForAlg })
+}
+
+/// Checks `exp`, `nbf`, `iat`, `aud`, `sub` types and values; returns `exp`.
+fn check_registered_claims(issuer: &Issuer, claims: &Map<String, Value>, now: u64) -> Result<Option<u64>, TokenError> {
+    let now = now as f64;
+    let leeway = issuer.leeway_s as f64;
+    let exp = numeric_date(claims, "exp")?;
+    match exp {
+        Some(exp) if now - leeway >= exp => return Err(TokenError::Expired),
+        None if issuer.require_exp => return Err(TokenError::MissingExp),
+        _ => {}
+    }
+    if let Some(nbf) = numeric_date(claims, "nbf")? {
+        if now + leeway < nbf {
+            return Err(TokenError::NotYetValid);
+        }
+    }
+    numeric_date(claims, "iat")?;
+    if claims.get("sub").is_some_and(|s| !s.is_string()) {
+        return Err(TokenError::WrongClaimType("sub"));
+    }
+    let aud_ok = |a: &str| issuer.audiences.iter().any(|x| x == a);
+    match claims.get("aud") {
+        None if issuer.audiences.is_empty() => {}
+        None => return Err(TokenError::MissingAudience),
+        Some(Value::String(a)) => {
+            if !issuer.audiences.is_empty() && !aud_ok(a) {
+                return Err(TokenError::WrongAudience);
+            }
+        }
+        Some(Value::Array(list)) => {
+            let mut any = false;
+            for a in list {
+                let a = a.as_str().ok_or(TokenError::WrongClaimType("aud"))?;
+                any |= aud_ok(a);
+            }
+            if !issuer.audiences.is_empty() && !any {
+                return Err(TokenError::WrongAudience);
+            }
+        }
+        Some(_) => return Err(TokenError::WrongClaimType("aud")),
+    }
+    Ok(exp.map(|e| e.max(0.0) as u64))
+}
+
+fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n.as_f64().filter(|f| f.is_finite()).map(Some).ok_or(TokenError::WrongClaimType(name)),
+        Some(_) => Err(TokenError::WrongClaimType(name)),
+    }
+}
+
+/// base64url (no padding, no whitespace) → a JSON object without duplicate keys.
+fn decode_object(b64: &str, part: &'static str) -> Result<Map<String, Value>, TokenError> {
+    let bytes = URL_SAFE_NO_PAD.decode(b64).map_err(|_| {
+        TokenError::Malformed(if part == "header" { "the header is not base64url" } else { "the payload is not base64url" })
+    })?;
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let obj = StrictObject::deserialize(&mut de).and_then(|o| de.end().map(|()| o));
+    match obj {
+        Ok(o) => Ok(o.0),
+        Err(e) if e.to_string().starts_with(DUPLICATE) => Err(TokenError::DuplicateKey(part)),
+        Err(_) => Err(TokenError::Malformed(if part == "header" {
+            "the header is not a JSON object"
+        } else {
+            "the payload is not a JSON object"
+        })),
+    }
+}
+
+const DUPLICATE: &str = "duplicate key";
+
+/// A JSON object whose top-level keys are unique: a token with two `exp` or
+/// two `alg` is ambiguous (parsers disagree on which wins), so it is refused.
+struct StrictObject(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for StrictObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrictObject;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<StrictObject, A::Error> {
+                let mut map = Map::new();
+                while let Some(key) = access.next_key::<String>()? {
+                    if map.contains_key(&key) {
+                        return Err(de::Error::custom(DUPLICATE));
+                    }
+                    let value: Value = access.next_value()?;
+                    map.insert(key, value);
+                }
+                Ok(StrictObject(map))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}

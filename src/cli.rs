@@ -1,0 +1,249 @@
+//! The command line: `run` (default), `check`, `explain`, `demo`, `mint`.
+//! The only module (with `main.rs`) that uses `anyhow`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context as _};
+use arc_swap::ArcSwap;
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::auth;
+use crate::config;
+use crate::decide::{self, Auth, Denial};
+use crate::error::GatewayError;
+use crate::gateway::{self, Gateway};
+use crate::mint::{self, Signer};
+use crate::normalize;
+use crate::reload;
+use crate::routes::{Access, Route};
+use crate::server::{self, ServeOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "rolegate", version, about = "Role-based access enforcement gateway (JWT + route table reverse proxy)")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Route table (for `run`, the default command).
+    #[arg(long, env = "ROLEGATE_CONFIG", default_value = "routes.toml", global = true)]
+    config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve (the default when no command is given).
+    Run,
+    /// Validate the route table: exit 0 when valid, 1 with file:line errors otherwise.
+    Check,
+    /// Show how one request would be decided.
+    Explain(ExplainArgs),
+    /// Run the example table in front of a built-in echo upstream, with ready-made tokens.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Sign a test token; prints the compact JWT alone.
+    Mint(MintArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExplainArgs {
+    #[arg(long)]
+    method: String,
+    #[arg(long)]
+    path: String,
+    #[arg(long)]
+    host: Option<String>,
+    /// A token, verified as the gateway would.
+    #[arg(long, conflicts_with = "claims", required_unless_present = "claims")]
+    token: Option<String>,
+    /// Claims as JSON, evaluated without a signature.
+    #[arg(long)]
+    claims: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct MintArgs {
+    /// Private key (PEM): RSA → RS256, EC → ES256/ES384, Ed25519 → EdDSA.
+    #[arg(long, required_unless_present = "secret_env", conflicts_with = "secret_env")]
+    key: Option<PathBuf>,
+    /// Name of an environment variable holding an HS256 secret.
+    #[arg(long)]
+    secret_env: Option<String>,
+    /// Claims as a JSON object.
+    #[arg(long)]
+    claims: String,
+    /// Lifetime: sets iat and exp unless the claims have them (30s, 15m, 1h, 2d; negative for expired).
+    #[arg(long, default_value = "1h", allow_hyphen_values = true)]
+    ttl: String,
+    #[arg(long)]
+    kid: Option<String>,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => runtime().and_then(|rt| rt.block_on(run(&cli.config))),
+        Command::Check => return check(&cli.config),
+        Command::Explain(args) => explain(&cli.config, &args),
+        Command::Demo { listen } => runtime().and_then(|rt| rt.block_on(crate::demo::run(listen)).map(|()| ExitCode::SUCCESS).map_err(|e| anyhow!(e))),
+        Command::Mint(args) => mint_cmd(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rolegate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
+}
+
+async fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let snapshot = match config::load(path, None) {
+        Ok(s) => s,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for w in &snapshot.warnings {
+        tracing::warn!("{w}");
+    }
+    let listener = TcpListener::bind(snapshot.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", snapshot.server.listen))?;
+    let bound = listener.local_addr()?;
+    let opts = ServeOptions {
+        header_read_timeout: snapshot.server.header_read_timeout,
+        shutdown_timeout: snapshot.server.shutdown_timeout,
+    };
+    tracing::info!(routes = snapshot.routes.len(), issuers = snapshot.issuers.len(), "route table loaded");
+    let shared = Arc::new(ArcSwap::from_pointee(snapshot));
+    tokio::spawn(reload::on_sighup(Arc::clone(&shared), path.to_path_buf()));
+    // Scripts and tests read the bound address from this line.
+    println!("listening on {bound}");
+    server::serve(listener, Gateway::new(shared), opts, server::shutdown_signal()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(path: &Path) -> ExitCode {
+    match config::load(path, None) {
+        Ok(s) => {
+            for w in &s.warnings {
+                println!("warning: {w}");
+            }
+            println!("{}: ok ({} routes, {} issuers)", path.display(), s.routes.len(), s.issuers.len());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn explain(path: &Path, args: &ExplainArgs) -> anyhow::Result<ExitCode> {
+    let snap = config::load(path, None).map_err(|e| anyhow!("{e}"))?;
+    let method = http::Method::from_bytes(args.method.to_ascii_uppercase().as_bytes()).context("--method")?;
+    let (raw_path, query) = match args.path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (args.path.as_str(), None),
+    };
+    let target = match normalize::normalize(raw_path, query) {
+        Ok(t) => t,
+        Err(e) => {
+            print_verdict(&GatewayError::BadRequest(e));
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    println!("path:        {} (normalized)", target.path());
+    let host = args.host.as_deref().map(str::to_ascii_lowercase);
+    let route = match snap.routes.find(&method, host.as_deref(), target.path()).or(snap.unmatched.as_ref()) {
+        Some(r) => r,
+        None => {
+            println!("route:       none");
+            print_verdict(&GatewayError::NoRoute);
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    println!("route:       {:?} ({}:{})", &*route.name, path.display(), route.line);
+    println!("requirement: {}", describe(route));
+    let auth = match (&args.token, &args.claims) {
+        (Some(token), _) => match auth::verify(token, &snap.issuers, &snap.roles, gateway::now_secs()) {
+            Ok(id) => Auth::Valid(Arc::new(id)),
+            Err(e) => Auth::Invalid(e),
+        },
+        (None, Some(json)) => {
+            let claims: serde_json::Value = serde_json::from_str(json).context("--claims is not JSON")?;
+            let claims = claims.as_object().cloned().ok_or_else(|| anyhow!("--claims must be a JSON object"))?;
+            let issuer = claims
+                .get("iss")
+                .and_then(|i| i.as_str())
+                .and_then(|i| snap.issuers.get(i))
+                .or_else(|| snap.issuers.iter().next())
+                .cloned()
+                .ok_or_else(|| anyhow!("the route table has no issuer"))?;
+            Auth::Valid(Arc::new(auth::identity_from_claims(claims, issuer, &snap.roles, None)))
+        }
+        (None, None) => bail!("give --token or --claims"),
+    };
+    if let Auth::Valid(id) = &auth {
+        println!("roles:       {}", id.roles.join(", "));
+        println!("permissions: {}", id.permissions.join(", "));
+    }
+    match decide::evaluate(route, target.path(), &auth) {
+        Ok(()) => println!("verdict:     allow (forwarded to upstream {:?} as {})", route.upstream.name, target.path_and_query()),
+        Err(denial) if route.mode == crate::routes::Mode::Report => {
+            println!("verdict:     allow (report mode; enforce would deny: {denial})")
+        }
+        Err(denial) => print_verdict(&GatewayError::Denied(denial)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_verdict(e: &GatewayError) {
+    println!("verdict:     deny {} {}", e.status().as_u16(), e.code());
+    let reason = match e {
+        GatewayError::Denied(Denial::Forbidden { reason, .. }) => reason.clone(),
+        other => other.to_string(),
+    };
+    println!("reason:      {reason}");
+}
+
+fn describe(route: &Route) -> String {
+    match &route.access {
+        Access::Public => "public (no token needed)".to_owned(),
+        Access::Protected(req) if req.is_empty() => "any valid token".to_owned(),
+        Access::Protected(req) => format!("{req:?}"),
+    }
+}
+
+fn mint_cmd(args: &MintArgs) -> anyhow::Result<ExitCode> {
+    let signer = match (&args.key, &args.secret_env) {
+        (Some(key), _) => Signer::Pem(std::fs::read(key).with_context(|| format!("reading {}", key.display()))?),
+        (None, Some(var)) => Signer::Secret(
+            std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?.into_bytes(),
+        ),
+        (None, None) => bail!("give --key or --secret-env"),
+    };
+    let claims: serde_json::Value = serde_json::from_str(&args.claims).context("--claims is not JSON")?;
+    let ttl = mint::parse_ttl(&args.ttl).map_err(|e| anyhow!(e))?;
+    let token = mint::sign(&signer, &claims, args.kid.as_deref(), Some(ttl)).map_err(|e| anyhow!(e))?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,550 @@
+//! `RoutesFile` → `Snapshot`: every semantic check, every expensive build
+//! (globs, keys, role closure, header names), done once per load. Errors are
+//! collected, not stopped at, and each names file:line:col.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use globset::{GlobBuilder, GlobSetBuilder};
+use http::header::HeaderName;
+use http::Method;
+use ipnet::IpNet;
+use jsonwebtoken::Algorithm;
+use toml::Spanned;
+
+use super::error::{ConfigError, ConfigErrors, Locator};
+use super::file::{ClaimValue, IssuerSpec, ModeSpec, RequirementSpec, RouteSpec, RoutesFile, UnmatchedSpec};
+use crate::auth::claims::RoleClosure;
+use crate::auth::keys::{self, VerifyKey};
+use crate::auth::{Issuer, Issuers};
+use crate::decide::{ClaimCheck, Requirement, TemplatePart};
+use crate::forward::Upstream;
+use crate::headers::{ForwardPlan, IdentitySource};
+use crate::routes::{Access, Mode, Pattern, Route, RouteTable};
+use crate::snapshot::{ServerSettings, Snapshot};
+
+/// Headers the gateway sets or that carry framing: an identity header may not use these names.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "authorization",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+];
+
+struct Compiler<'a> {
+    loc: Locator<'a>,
+    base_dir: PathBuf,
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+}
+
+impl Compiler<'_> {
+    fn err<T>(&mut self, span: Option<&Spanned<T>>, message: impl Into<String>) {
+        // A default value has the empty span 0..0: no position to report.
+        let offset = span.filter(|s| s.span() != (0..0)).map(|s| s.span().start);
+        let e = self.loc.error(offset, message);
+        self.errors.push(e);
+    }
+
+    fn resolve(&self, file: &str) -> PathBuf {
+        let p = Path::new(file);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+}
+
+/// Compiles a parsed file. `text` is the source (for line numbers); relative
+/// key paths resolve against `path`'s directory.
+pub fn compile(file: RoutesFile, path: &Path, text: &str, previous: Option<&Snapshot>) -> Result<Snapshot, ConfigErrors> {
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut c = Compiler { loc: Locator::new(path, text), base_dir, errors: Vec::new(), warnings: Vec::new() };
+
+    let server = compile_server(&mut c, &file);
+    let upstreams = compile_upstreams(&mut c, &file, previous);
+    let issuers = file.issuers.iter().filter_map(|spec| compile_issuer(&mut c, spec)).collect::<Vec<_>>();
+    let mut seen = HashSet::new();
+    for (spec, issuer) in file.issuers.iter().zip(&issuers) {
+        if !seen.insert(issuer.name.clone()) {
+            c.err(Some(spec), format!("issuer {:?} is listed twice", issuer.name));
+        }
+    }
+    let roles = compile_roles(&mut c, &file);
+    let forward = compile_forward(&mut c, &file);
+    let (routes, unmatched) = compile_routes(&mut c, &file, &upstreams);
+
+    if !c.errors.is_empty() {
+        return Err(ConfigErrors(c.errors));
+    }
+    let server = server.expect("server settings exist when there are no errors");
+    Ok(Snapshot {
+        generation: previous.map_or(1, |p| p.generation + 1),
+        loaded_at: SystemTime::now(),
+        source: path.to_path_buf(),
+        server,
+        routes: routes.expect("routes exist when there are no errors"),
+        unmatched,
+        issuers: Issuers::new(issuers),
+        roles,
+        forward,
+        upstreams,
+        warnings: c.warnings,
+    })
+}
+
+fn compile_server(c: &mut Compiler<'_>, file: &RoutesFile) -> Option<ServerSettings> {
+    let s = &file.server;
+    let listen = parse_addr(c, "listen", &s.listen);
+    let admin_listen = s.admin_listen.as_deref().map(|a| parse_addr(c, "admin_listen", a));
+    if s.tls.is_some() {
+        c.err::<()>(None, "[server] tls: TLS termination is not supported in this version; terminate TLS in front of rolegate");
+    }
+    let mut trusted = Vec::new();
+    for p in &s.trusted_proxies {
+        match p.get_ref().parse::<IpNet>().or_else(|_| p.get_ref().parse::<std::net::IpAddr>().map(IpNet::from)) {
+            Ok(n) => trusted.push(n),
+            Err(_) => c.err(Some(p), format!("trusted_proxies: {:?} is not a CIDR or IP address", p.get_ref())),
+        }
+    }
+    Some(ServerSettings {
+        listen: listen?,
+        admin_listen: match admin_listen {
+            Some(a) => Some(a?),
+            None => None,
+        },
+        trusted_proxies: trusted,
+        shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms),
+        header_read_timeout: Duration::from_millis(s.header_read_timeout_ms.max(1)),
+    })
+}
+
+fn parse_addr(c: &mut Compiler<'_>, key: &str, value: &str) -> Option<SocketAddr> {
+    match value.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            c.err::<()>(None, format!("[server] {key} = {value:?} is not an IP:port address"));
+            None
+        }
+    }
+}
+
+fn compile_upstreams(c: &mut Compiler<'_>, file: &RoutesFile, previous: Option<&Snapshot>) -> BTreeMap<String, Arc<Upstream>> {
+    let mut out = BTreeMap::new();
+    for (name, spec) in &file.upstreams {
+        let s = spec.get_ref();
+        let (ct, to) = (Duration::from_millis(s.connect_timeout_ms), Duration::from_millis(s.timeout_ms));
+        if let Some(old) = previous.and_then(|p| p.upstreams.get(name)).filter(|u| u.same_settings(s.url.get_ref(), ct, to)) {
+            out.insert(name.clone(), Arc::clone(old));
+            continue;
+        }
+        match Upstream::new(name, s.url.get_ref(), ct, to) {
+            Ok(u) => {
+                out.insert(name.clone(), Arc::new(u));
+            }
+            Err(e) => c.err(Some(&s.url), format!("[upstreams.{name}] {e}")),
+        }
+    }
+    out
+}
+
+fn compile_issuer(c: &mut Compiler<'_>, spec: &Spanned<IssuerSpec>) -> Option<Issuer> {
+    let s = spec.get_ref();
+    let errors_before = c.errors.len();
+    if s.issuer.is_empty() {
+        c.err(Some(spec), "issuer must not be empty");
+    }
+    for remote in [&s.jwks_url, &s.discovery].into_iter().flatten() {
+        c.err(
+            Some(remote),
+            "jwks_url and discovery (remote keys) are not supported in this version; use jwks_file, keys or secret_env",
+        );
+    }
+    let mut algorithms = Vec::new();
+    for a in s.algorithms.get_ref() {
+        if a.eq_ignore_ascii_case("none") {
+            c.err(Some(&s.algorithms), "algorithm \"none\" is never accepted");
+            continue;
+        }
+        match a.parse::<Algorithm>() {
+            Ok(alg) => algorithms.push(alg),
+            Err(_) => c.err(
+                Some(&s.algorithms),
+                format!("unknown algorithm {a:?} (RS256/384/512, PS256/384/512, ES256/384, EdDSA, HS256/384/512)"),
+            ),
+        }
+    }
+    if s.algorithms.get_ref().is_empty() {
+        c.err(Some(&s.algorithms), "algorithms must list at least one algorithm");
+    }
+    let mut keys: Vec<VerifyKey> = Vec::new();
+    if let Some(list) = &s.keys {
+        for k in list {
+            let path = c.resolve(&k.get_ref().pem_file);
+            match std::fs::read(&path) {
+                Ok(pem) => match keys::from_pem(k.get_ref().kid.clone(), &pem) {
+                    Ok(key) => keys.push(key),
+                    Err(e) => c.err(Some(k), format!("key file {}: {e}", path.display())),
+                },
+                Err(e) => c.err(Some(k), format!("cannot read key file {}: {e}", path.display())),
+            }
+        }
+    }
+    if let Some(f) = &s.jwks_file {
+        let path = c.resolve(f.get_ref());
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match keys::from_jwks(&text) {
+                Ok((found, notes)) => {
+                    keys.extend(found);
+                    c.warnings.extend(notes.into_iter().map(|n| format!("{}: {n}", path.display())));
+                }
+                Err(e) => c.err(Some(f), format!("JWKS file {}: {e}", path.display())),
+            },
+            Err(e) => c.err(Some(f), format!("cannot read JWKS file {}: {e}", path.display())),
+        }
+    }
+    if let Some(var) = &s.secret_env {
+        match std::env::var(var.get_ref()) {
+            Ok(secret) if !secret.is_empty() => keys.push(keys::hmac(secret.as_bytes())),
+            _ => c.err(Some(var), format!("secret_env: environment variable {} is not set or empty", var.get_ref())),
+        }
+    }
+    if s.keys.is_none() && s.jwks_file.is_none() && s.secret_env.is_none() && s.jwks_url.is_none() && s.discovery.is_none() {
+        c.err(Some(spec), format!("issuer {:?} has no keys: give keys, jwks_file or secret_env", s.issuer));
+    }
+    for alg in &algorithms {
+        if c.errors.len() == errors_before && !keys.iter().any(|k| k.algorithms.contains(alg)) {
+            c.warnings.push(format!("issuer {:?}: no key accepts {alg:?}; such tokens will be refused", s.issuer));
+        }
+    }
+    Some(Issuer {
+        name: s.issuer.clone(),
+        audiences: s.audiences.clone().unwrap_or_default(),
+        algorithms,
+        keys,
+        leeway_s: s.leeway_s,
+        roles_claims: s.roles_claim.clone(),
+        permissions_claims: s.permissions_claim.clone(),
+        tenant_claim: s.tenant_claim.clone(),
+        require_exp: s.require_exp,
+    })
+}
+
+fn compile_roles(c: &mut Compiler<'_>, file: &RoutesFile) -> RoleClosure {
+    let mut defs: HashMap<String, (Vec<String>, Vec<String>)> = HashMap::new();
+    for (name, spec) in &file.roles {
+        let s = spec.get_ref();
+        for inc in &s.includes {
+            if !file.roles.contains_key(inc.get_ref()) {
+                c.err(Some(inc), format!("role {name:?} includes unknown role {:?}", inc.get_ref()));
+            }
+        }
+        defs.insert(name.clone(), (s.permissions.clone(), s.includes.iter().map(|i| i.get_ref().clone()).collect()));
+    }
+    // Cycle detection: depth-first search with colours.
+    let mut state: HashMap<&str, u8> = HashMap::new(); // 1 = on stack, 2 = done
+    fn visit<'a>(
+        n: &'a str,
+        defs: &'a HashMap<String, (Vec<String>, Vec<String>)>,
+        state: &mut HashMap<&'a str, u8>,
+        path: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match state.get(n) {
+            Some(2) => return None,
+            Some(_) => {
+                let start = path.iter().position(|p| *p == n).unwrap_or(0);
+                let mut cycle: Vec<String> = path[start..].iter().map(|s| s.to_string()).collect();
+                cycle.push(n.to_owned());
+                return Some(cycle);
+            }
+            None => {}
+        }
+        state.insert(n, 1);
+        path.push(n);
+        if let Some((_, incs)) = defs.get(n) {
+            for i in incs {
+                if let Some(cycle) = visit(i, defs, state, path) {
+                    return Some(cycle);
+                }
+            }
+        }
+        path.pop();
+        state.insert(n, 2);
+        None
+    }
+    for name in file.roles.keys() {
+        let mut path = Vec::new();
+        if let Some(cycle) = visit(name, &defs, &mut state, &mut path) {
+            let at = file.roles.get(&cycle[0]);
+            c.err(at, format!("role cycle: {}", cycle.join(" -> ")));
+            break;
+        }
+    }
+    RoleClosure::build(&defs)
+}
+
+fn compile_forward(c: &mut Compiler<'_>, file: &RoutesFile) -> ForwardPlan {
+    let mut identity = Vec::new();
+    for (name, source) in &file.forward.headers {
+        let header = match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) if RESERVED_HEADERS.contains(&h.as_str()) => {
+                c.err(Some(source), format!("[forward] header {name:?} is set by the gateway itself and cannot carry identity"));
+                continue;
+            }
+            Ok(h) => h,
+            Err(_) => {
+                c.err(Some(source), format!("[forward] {name:?} is not a valid header name"));
+                continue;
+            }
+        };
+        let src = match source.get_ref().as_str() {
+            "$roles" => IdentitySource::Roles,
+            "$permissions" => IdentitySource::Permissions,
+            "$tenant" => IdentitySource::Claim("$tenant".to_owned()),
+            s if s.starts_with('$') => {
+                c.err(Some(source), format!("[forward] unknown identity source {s:?} ($roles, $permissions, $tenant, or a claim)"));
+                continue;
+            }
+            "" => {
+                c.err(Some(source), "[forward] an identity header needs a claim name");
+                continue;
+            }
+            claim => IdentitySource::Claim(claim.to_owned()),
+        };
+        identity.push((header, src));
+    }
+    ForwardPlan { authorization: file.forward.authorization, identity }
+}
+
+type CompiledRoutes = (Option<RouteTable>, Option<Route>);
+
+fn compile_routes(c: &mut Compiler<'_>, file: &RoutesFile, upstreams: &BTreeMap<String, Arc<Upstream>>) -> CompiledRoutes {
+    let mut routes = Vec::new();
+    let mut set = GlobSetBuilder::new();
+    let mut glob_route = Vec::new();
+    for (index, spec) in file.routes.iter().enumerate() {
+        let Some(route) = compile_route(c, index, spec, upstreams) else {
+            continue;
+        };
+        for g in &route.pattern.globs {
+            match GlobBuilder::new(g).literal_separator(true).backslash_escape(true).build() {
+                Ok(glob) => {
+                    set.add(glob);
+                    glob_route.push(routes.len() as u32);
+                }
+                Err(e) => c.err(Some(&spec.get_ref().path), format!("bad path pattern: {e}")),
+            }
+        }
+        routes.push(route);
+    }
+    let unmatched = match file.defaults.unmatched {
+        UnmatchedSpec::Deny => None,
+        UnmatchedSpec::Authenticate => match upstreams.get("default") {
+            Some(up) => Some(Route {
+                index: usize::MAX,
+                name: Arc::from("(unmatched: authenticate)"),
+                line: 0,
+                methods: None,
+                host: None,
+                pattern: Pattern::parse("/**").expect("static pattern"),
+                upstream: Arc::clone(up),
+                access: Access::Protected(Requirement::default()),
+                mode: Mode::Enforce,
+            }),
+            None => {
+                c.err::<()>(None, "[defaults] unmatched = \"authenticate\" forwards to [upstreams.default], which is not defined");
+                None
+            }
+        },
+    };
+    match set.build() {
+        Ok(set) => (Some(RouteTable::new(routes, set, glob_route)), unmatched),
+        Err(e) => {
+            c.err::<()>(None, format!("route table: {e}"));
+            (None, unmatched)
+        }
+    }
+}
+
+fn compile_route(
+    c: &mut Compiler<'_>,
+    index: usize,
+    spec: &Spanned<RouteSpec>,
+    upstreams: &BTreeMap<String, Arc<Upstream>>,
+) -> Option<Route> {
+    let s = spec.get_ref();
+    let line = crate::config::error::line_col(c.loc_text(), spec.span().start).0;
+    let name: Arc<str> = Arc::from(s.name.clone().unwrap_or_else(|| s.path.get_ref().clone()));
+    let pattern = match Pattern::parse(s.path.get_ref()) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            c.err(Some(&s.path), e);
+            None
+        }
+    };
+    let methods = s.methods.as_ref().map(|list| {
+        list.iter()
+            .filter_map(|m| {
+                let upper = m.get_ref().to_ascii_uppercase();
+                match Method::from_bytes(upper.as_bytes()) {
+                    Ok(method) => Some(method),
+                    Err(_) => {
+                        c.err(Some(m), format!("{:?} is not an HTTP method", m.get_ref()));
+                        None
+                    }
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    let host = s.host.as_ref().and_then(|h| {
+        match GlobBuilder::new(&h.get_ref().to_ascii_lowercase()).case_insensitive(true).build() {
+            Ok(g) => Some(g.compile_matcher()),
+            Err(e) => {
+                c.err(Some(h), format!("bad host pattern: {e}"));
+                None
+            }
+        }
+    });
+    let upstream_name = s.upstream.as_ref().map_or("default", |u| u.get_ref().as_str());
+    let upstream = match upstreams.get(upstream_name) {
+        Some(u) => Some(Arc::clone(u)),
+        None => {
+            let msg = match &s.upstream {
+                Some(_) => format!("route {name:?}: unknown upstream {upstream_name:?}"),
+                None => format!("route {name:?} has no upstream and there is no [upstreams.default]"),
+            };
+            match &s.upstream {
+                Some(u) => c.err(Some(u), msg),
+                None => c.err(Some(spec), msg),
+            }
+            None
+        }
+    };
+    let params = pattern.as_ref().map(|p| p.params.clone()).unwrap_or_default();
+    let requirement = compile_requirement(
+        c,
+        &RequirementSpec {
+            all_permissions: s.all_permissions.clone(),
+            any_permissions: s.any_permissions.clone(),
+            all_roles: s.all_roles.clone(),
+            any_roles: s.any_roles.clone(),
+            claims: s.claims.clone(),
+            any_of: s.any_of.clone(),
+        },
+        &params,
+    );
+    let access = if s.public {
+        if !requirement.is_empty() {
+            c.err(Some(spec), format!("route {name:?} is public and has requirements; a public route ignores tokens"));
+        }
+        Access::Public
+    } else {
+        Access::Protected(requirement)
+    };
+    Some(Route {
+        index,
+        name,
+        line,
+        methods,
+        host,
+        pattern: pattern?,
+        upstream: upstream?,
+        access,
+        mode: match s.mode {
+            ModeSpec::Enforce => Mode::Enforce,
+            ModeSpec::Report => Mode::Report,
+        },
+    })
+}
+
+fn compile_requirement(c: &mut Compiler<'_>, s: &RequirementSpec, params: &[String]) -> Requirement {
+    let mut claims = Vec::new();
+    for (claim, value) in &s.claims {
+        let expected = match value.get_ref() {
+            ClaimValue::String(t) => match parse_template(t) {
+                Ok(parts) => {
+                    for p in &parts {
+                        if let TemplatePart::Param(name) = p {
+                            if !params.contains(name) {
+                                c.err(Some(value), format!("claims.{claim}: the path has no parameter {{{name}}}"));
+                            }
+                        }
+                    }
+                    parts
+                }
+                Err(e) => {
+                    c.err(Some(value), format!("claims.{claim}: {e}"));
+                    continue;
+                }
+            },
+            ClaimValue::Integer(i) => vec![TemplatePart::Literal(i.to_string())],
+            ClaimValue::Bool(b) => vec![TemplatePart::Literal(b.to_string())],
+        };
+        claims.push(ClaimCheck { claim: claim.clone(), expected });
+    }
+    let any_of = s
+        .any_of
+        .iter()
+        .map(|alt| {
+            let r = compile_requirement(c, alt.get_ref(), params);
+            if r.is_empty() {
+                c.err(Some(alt), "an any_of alternative with no requirement would let every valid token through");
+            }
+            r
+        })
+        .collect();
+    Requirement {
+        all_permissions: s.all_permissions.clone(),
+        any_permissions: s.any_permissions.clone(),
+        all_roles: s.all_roles.clone(),
+        any_roles: s.any_roles.clone(),
+        claims,
+        any_of,
+    }
+}
+
+/// `"org-{tenant}"` → `[Literal("org-"), Param("tenant")]`.
+fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
+    let mut parts = Vec::new();
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            parts.push(TemplatePart::Literal(rest[..open].to_owned()));
+        }
+        let close = rest[open..].find('}').ok_or_else(|| format!("unclosed '{{' in {t:?}"))? + open;
+        let name = &rest[open + 1..close];
+        if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+            return Err(format!("{{{name}}} in {t:?} is not a parameter name"));
+        }
+        parts.push(TemplatePart::Param(name.to_owned()));
+        rest = &rest[close + 1..];
+    }
+    if rest.contains('}') {
+        return Err(format!("unmatched '}}' in {t:?}"));
+    }
+    if !rest.is_empty() {
+        parts.push(TemplatePart::Literal(rest.to_owned()));
+    }
+    Ok(parts)
+}
+
+impl<'a> Compiler<'a> {
+    fn loc_text(&self) -> &'a str {
+        self.loc.text()
+    }
+}

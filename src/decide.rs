@@ -1,0 +1,227 @@
+//! Stage 5 of a request: the verdict. Pure: a route, the normalized target and
+//! the outcome of authentication go in; a [`Permit`] (the only way to reach
+//! the forwarder) or a [`Denial`] comes out. `rolegate explain` calls the same
+//! function, so the CLI and the server cannot disagree.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::auth::claims;
+use crate::auth::{Identity, TokenError};
+use crate::forward::Upstream;
+use crate::normalize::Target;
+use crate::routes::{Access, Mode, Route};
+
+/// What a protected route demands; every given part must hold.
+#[derive(Debug, Default, Clone)]
+pub struct Requirement {
+    pub all_permissions: Vec<String>,
+    pub any_permissions: Vec<String>,
+    pub all_roles: Vec<String>,
+    pub any_roles: Vec<String>,
+    pub claims: Vec<ClaimCheck>,
+    /// At least one alternative must hold (when not empty).
+    pub any_of: Vec<Requirement>,
+}
+
+/// `claims = { tid = "{tenant}" }`: the claim at a dotted path must equal (or,
+/// for an array, contain) the expected text, after path-parameter substitution.
+#[derive(Debug, Clone)]
+pub struct ClaimCheck {
+    pub claim: String,
+    pub expected: Vec<TemplatePart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Literal(String),
+    Param(String),
+}
+
+impl Requirement {
+    pub fn is_empty(&self) -> bool {
+        self.all_permissions.is_empty()
+            && self.any_permissions.is_empty()
+            && self.all_roles.is_empty()
+            && self.any_roles.is_empty()
+            && self.claims.is_empty()
+            && self.any_of.is_empty()
+    }
+
+    pub fn uses_params(&self) -> bool {
+        self.claims.iter().any(|c| c.expected.iter().any(|p| matches!(p, TemplatePart::Param(_))))
+            || self.any_of.iter().any(Requirement::uses_params)
+    }
+
+    /// `Ok` when `ident` meets the requirement; otherwise the missing permissions
+    /// (for `scope=`) and a reason for logs and `explain`.
+    fn check(&self, ident: &Identity, params: &[(&str, &str)]) -> Result<(), Unmet> {
+        let mut unmet = Unmet::default();
+        let missing: Vec<&String> = self.all_permissions.iter().filter(|p| !ident.has_permission(p)).collect();
+        if !missing.is_empty() {
+            unmet.permissions.extend(missing.iter().map(|s| s.to_string()));
+            unmet.reasons.push(format!("missing permission {}", join(&missing)));
+        }
+        if !self.any_permissions.is_empty() && !self.any_permissions.iter().any(|p| ident.has_permission(p)) {
+            unmet.permissions.extend(self.any_permissions.iter().cloned());
+            unmet.reasons.push(format!("needs one of the permissions {}", join(&self.any_permissions)));
+        }
+        let missing: Vec<&String> = self.all_roles.iter().filter(|r| !ident.has_role(r)).collect();
+        if !missing.is_empty() {
+            unmet.reasons.push(format!("missing role {}", join(&missing)));
+        }
+        if !self.any_roles.is_empty() && !self.any_roles.iter().any(|r| ident.has_role(r)) {
+            unmet.reasons.push(format!("needs one of the roles {}", join(&self.any_roles)));
+        }
+        for check in &self.claims {
+            let expected = render(&check.expected, params);
+            let ok = expected.as_deref().is_some_and(|e| ident.claim(&check.claim).is_some_and(|v| claims::claim_matches(v, e)));
+            if !ok {
+                unmet.reasons.push(format!("claim {} does not match the required value", check.claim));
+            }
+        }
+        if !self.any_of.is_empty() {
+            let mut alternatives = Unmet::default();
+            let mut met = false;
+            for alt in &self.any_of {
+                match alt.check(ident, params) {
+                    Ok(()) => {
+                        met = true;
+                        break;
+                    }
+                    Err(u) => {
+                        alternatives.permissions.extend(u.permissions);
+                        alternatives.reasons.push(u.reasons.join(" and "));
+                    }
+                }
+            }
+            if !met {
+                unmet.permissions.extend(alternatives.permissions);
+                unmet.reasons.push(format!("no alternative of any_of holds ({})", alternatives.reasons.join("; or ")));
+            }
+        }
+        if unmet.reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(unmet)
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Unmet {
+    permissions: Vec<String>,
+    reasons: Vec<String>,
+}
+
+fn join<S: AsRef<str>>(items: &[S]) -> String {
+    items.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", ")
+}
+
+/// Substitutes path parameters; `None` when a parameter has no value.
+fn render(parts: &[TemplatePart], params: &[(&str, &str)]) -> Option<String> {
+    let mut out = String::new();
+    for part in parts {
+        match part {
+            TemplatePart::Literal(s) => out.push_str(s),
+            TemplatePart::Param(name) => out.push_str(params.iter().find(|(n, _)| n == name)?.1),
+        }
+    }
+    Some(out)
+}
+
+/// Why a request is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// Protected route, no bearer token: 401 `Bearer realm="rolegate"`.
+    MissingToken,
+    /// 401 `error="invalid_token"`.
+    InvalidToken(TokenError),
+    /// Valid token, requirement not met: 403 `error="insufficient_scope"`.
+    Forbidden { missing_permissions: Vec<String>, reason: String },
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Denial::MissingToken => f.write_str("no bearer token"),
+            Denial::InvalidToken(e) => write!(f, "{e}"),
+            Denial::Forbidden { reason, .. } => f.write_str(reason),
+        }
+    }
+}
+
+impl std::error::Error for Denial {}
+
+/// The authentication outcome handed to [`decide`].
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// No bearer token was sent.
+    Missing,
+    Invalid(TokenError),
+    Valid(Arc<Identity>),
+}
+
+/// Permission to forward one request. Only [`decide`] makes one; the forwarder
+/// takes it by value, and it carries the exact path that was authorized.
+#[derive(Debug)]
+pub struct Permit {
+    target: Target,
+    upstream: Arc<Upstream>,
+    identity: Option<Arc<Identity>>,
+    report: Option<Denial>,
+}
+
+impl Permit {
+    /// The normalized path and query to forward: the path that was authorized.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.upstream
+    }
+    /// The caller, when a valid token was presented on a protected route.
+    pub fn identity(&self) -> Option<&Arc<Identity>> {
+        self.identity.as_ref()
+    }
+    /// For a `mode = "report"` route: the denial that was not enforced.
+    pub fn reported_denial(&self) -> Option<&Denial> {
+        self.report.as_ref()
+    }
+}
+
+/// The verdict for `route` on `target`, given how authentication went.
+/// `auth` is ignored on a public route. A `report` route turns every denial
+/// into a permit that records it.
+pub fn decide(route: &Route, target: Target, auth: Auth) -> Result<Permit, Denial> {
+    let verdict = evaluate(route, target.path(), &auth);
+    let identity = match auth {
+        Auth::Valid(id) if !matches!(route.access, Access::Public) => Some(id),
+        _ => None,
+    };
+    let permit = |report| Permit { target, upstream: Arc::clone(&route.upstream), identity, report };
+    match verdict {
+        Ok(()) => Ok(permit(None)),
+        Err(denial) if route.mode == Mode::Report => Ok(permit(Some(denial))),
+        Err(denial) => Err(denial),
+    }
+}
+
+/// The verdict alone, without building a permit (shared by `decide` and `explain`).
+pub fn evaluate(route: &Route, path: &str, auth: &Auth) -> Result<(), Denial> {
+    let requirement = match &route.access {
+        Access::Public => return Ok(()),
+        Access::Protected(req) => req,
+    };
+    let ident = match auth {
+        Auth::Missing => return Err(Denial::MissingToken),
+        Auth::Invalid(e) => return Err(Denial::InvalidToken(e.clone())),
+        Auth::Valid(id) => id,
+    };
+    let params = if requirement.uses_params() { route.pattern.captures(path) } else { Vec::new() };
+    requirement.check(ident, &params).map_err(|mut u| {
+        u.permissions.sort();
+        u.permissions.dedup();
+        Denial::Forbidden { missing_permissions: u.permissions, reason: u.reasons.join("; ") }
+    })
+}

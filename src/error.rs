@@ -1,0 +1,141 @@
+//! The one mapping from a refused request to its status, `WWW-Authenticate`
+//! header and JSON body (the SPEC's HTTP table). Exhaustive, no wildcard arm.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use crate::decide::Denial;
+use crate::forward::UpstreamError;
+use crate::headers::X_REQUEST_ID;
+use crate::normalize::RequestError;
+
+/// The body of every gateway response: the upstream's, streamed, or our own.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// Why the gateway answered instead of the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("bad request: {0}")]
+    BadRequest(#[from] RequestError),
+    #[error("no route matches")]
+    NoRoute,
+    #[error("{0}")]
+    Denied(#[from] Denial),
+    #[error("{0}")]
+    Upstream(#[from] UpstreamError),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::NoRoute => StatusCode::NOT_FOUND,
+            GatewayError::Denied(Denial::MissingToken | Denial::InvalidToken(_)) => StatusCode::UNAUTHORIZED,
+            GatewayError::Denied(Denial::Forbidden { .. }) => StatusCode::FORBIDDEN,
+            GatewayError::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Upstream(UpstreamError::Connect(_) | UpstreamError::Failed(..)) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Stable machine code: the JSON body's `error`, and the decision label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::NoRoute => "no_route",
+            GatewayError::Denied(Denial::MissingToken) => "missing_token",
+            GatewayError::Denied(Denial::InvalidToken(_)) => "invalid_token",
+            GatewayError::Denied(Denial::Forbidden { .. }) => "insufficient_scope",
+            GatewayError::Upstream(UpstreamError::Timeout(_)) => "upstream_timeout",
+            GatewayError::Upstream(UpstreamError::Connect(_) | UpstreamError::Failed(..)) => "upstream_unavailable",
+        }
+    }
+
+    /// The client-facing message: precise for the client's own mistakes, generic for upstream trouble.
+    fn message(&self) -> String {
+        match self {
+            GatewayError::Upstream(UpstreamError::Timeout(_)) => "the upstream did not answer in time".to_owned(),
+            GatewayError::Upstream(UpstreamError::Connect(_) | UpstreamError::Failed(..)) => {
+                "the upstream could not be reached".to_owned()
+            }
+            GatewayError::Denied(Denial::Forbidden { missing_permissions, .. }) if !missing_permissions.is_empty() => {
+                format!("the token lacks the required permissions: {}", missing_permissions.join(" "))
+            }
+            GatewayError::Denied(Denial::Forbidden { .. }) => "the token does not meet the route's requirement".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    /// `WWW-Authenticate` per RFC 6750 §3, for 401 and 403.
+    fn www_authenticate(&self) -> Option<String> {
+        match self {
+            GatewayError::Denied(Denial::MissingToken) => Some("Bearer realm=\"rolegate\"".to_owned()),
+            GatewayError::Denied(Denial::InvalidToken(e)) => {
+                Some(format!("Bearer error=\"invalid_token\", error_description=\"{}\"", quoted(&e.to_string())))
+            }
+            GatewayError::Denied(Denial::Forbidden { missing_permissions, .. }) => Some(if missing_permissions.is_empty() {
+                "Bearer error=\"insufficient_scope\"".to_owned()
+            } else {
+                format!("Bearer error=\"insufficient_scope\", scope=\"{}\"", quoted(&missing_permissions.join(" ")))
+            }),
+            GatewayError::BadRequest(_) | GatewayError::NoRoute | GatewayError::Upstream(_) => None,
+        }
+    }
+
+    /// The complete response.
+    pub fn response(&self, request_id: &HeaderValue) -> Response<Body> {
+        let body = serde_json::json!({
+            "error": self.code(),
+            "message": self.message(),
+            "request_id": request_id.to_str().unwrap_or(""),
+        });
+        let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(X_REQUEST_ID.clone(), request_id.clone());
+        if let Some(v) = self.www_authenticate().and_then(|v| HeaderValue::from_str(&v).ok()) {
+            h.insert(WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+}
+
+/// Text safe inside an auth-param quoted-string (no `"`, `\` or control characters).
+fn quoted(s: &str) -> String {
+    s.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::TokenError;
+
+    fn www(e: &GatewayError) -> Option<String> {
+        e.response(&HeaderValue::from_static("r1"))
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn pinned_mapping() {
+        let e = GatewayError::Denied(Denial::MissingToken);
+        assert_eq!(e.status(), 401);
+        assert_eq!(www(&e).as_deref(), Some("Bearer realm=\"rolegate\""));
+        let e = GatewayError::Denied(Denial::InvalidToken(TokenError::Expired));
+        assert_eq!(e.status(), 401);
+        assert_eq!(www(&e).as_deref(), Some("Bearer error=\"invalid_token\", error_description=\"the token has expired\""));
+        let e = GatewayError::Denied(Denial::Forbidden { missing_permissions: vec!["a:b".into(), "c".into()], reason: String::new() });
+        assert_eq!(e.status(), 403);
+        assert_eq!(www(&e).as_deref(), Some("Bearer error=\"insufficient_scope\", scope=\"a:b c\""));
+        let e = GatewayError::NoRoute;
+        assert_eq!((e.status().as_u16(), e.code()), (404, "no_route"));
+        assert_eq!(www(&e), None);
+        assert_eq!(GatewayError::BadRequest(RequestError::EncodedSlash).status(), 400);
+        assert_eq!(GatewayError::Upstream(UpstreamError::Connect("u".into())).status(), 502);
+        assert_eq!(GatewayError::Upstream(UpstreamError::Timeout("u".into())).status(), 504);
+    }
+}

@@ -1,0 +1,117 @@
+//! Stage 6 of a request: send it upstream. The only module that talks to
+//! upstreams, and it takes a [`Permit`]: there is no way to forward a request
+//! that was not decided, nor to a path other than the one authorized.
+
+use std::time::Duration;
+
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::decide::Permit;
+
+/// One `[upstreams.NAME]`, with its pooled keep-alive client. Shared by
+/// snapshots: a reload keeps the same `Upstream` (and pool) when its settings
+/// are unchanged.
+pub struct Upstream {
+    pub name: String,
+    pub url: String,
+    scheme: Scheme,
+    authority: Authority,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    client: Client<HttpConnector, Incoming>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("name", &self.name).field("url", &self.url).finish()
+    }
+}
+
+impl Upstream {
+    /// `url` is `http://host:port` (an optional trailing `/`, nothing else after it).
+    pub fn new(name: &str, url: &str, connect_timeout: Duration, timeout: Duration) -> Result<Upstream, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("upstream url {url:?}: {e}"))?;
+        let scheme = uri.scheme().cloned().ok_or_else(|| format!("upstream url {url:?} needs a scheme (http://)"))?;
+        if scheme != Scheme::HTTP {
+            return Err(format!("upstream url {url:?}: only http:// upstreams are supported"));
+        }
+        let authority = uri.authority().cloned().ok_or_else(|| format!("upstream url {url:?} needs a host"))?;
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(format!(
+                "upstream url {url:?} has a path; the path forwarded is exactly the request's, so give scheme://host:port only"
+            ));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(connect_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Ok(Upstream {
+            name: name.to_owned(),
+            url: url.to_owned(),
+            scheme,
+            authority,
+            connect_timeout,
+            timeout,
+            client,
+        })
+    }
+
+    /// Whether a reload may keep this upstream (and its connection pool).
+    pub fn same_settings(&self, url: &str, connect_timeout: Duration, timeout: Duration) -> bool {
+        self.url == url && self.connect_timeout == connect_timeout && self.timeout == timeout
+    }
+}
+
+/// Why the upstream did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Connection refused, unreachable, or connect timeout: 502.
+    #[error("upstream {0} unreachable")]
+    Connect(String),
+    /// No response headers within `timeout_ms`: 504.
+    #[error("upstream {0} did not answer in time")]
+    Timeout(String),
+    /// The connection failed mid-request: 502.
+    #[error("upstream {0} failed: {1}")]
+    Failed(String, String),
+}
+
+/// Sends `req` (headers already rewritten) to the permit's upstream, at the
+/// permit's path, and waits for the response headers; bodies stream.
+pub async fn forward(mut req: Request<Incoming>, permit: &Permit) -> Result<Response<Incoming>, UpstreamError> {
+    let up = permit.upstream();
+    let pq = PathAndQuery::try_from(permit.target().path_and_query())
+        .map_err(|e| UpstreamError::Failed(up.name.clone(), e.to_string()))?;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(up.scheme.clone());
+    parts.authority = Some(up.authority.clone());
+    parts.path_and_query = Some(pq);
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|e| UpstreamError::Failed(up.name.clone(), e.to_string()))?;
+    // The upstream speaks HTTP/1.1 whatever the client spoke.
+    *req.version_mut() = http::Version::HTTP_11;
+    match tokio::time::timeout(up.timeout, up.client.request(req)).await {
+        Err(_) => Err(UpstreamError::Timeout(up.name.clone())),
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(up.name.clone())),
+        Ok(Err(e)) => Err(UpstreamError::Failed(up.name.clone(), error_chain(&e))),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}

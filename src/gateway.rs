@@ -1,0 +1,162 @@
+//! The request pipeline, in order: load the snapshot once → `normalize` →
+//! `extract` → `find` the route → `verify` → `decide` → `forward`, with one
+//! error mapping (`error.rs`) and one access-log line at the end.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http::header::HeaderValue;
+use http::{Request, Response};
+use http_body_util::Either;
+use hyper::body::Incoming;
+
+use crate::auth;
+use crate::decide::{self, Auth};
+use crate::error::{Body, GatewayError};
+use crate::forward;
+use crate::headers::{self, Peer};
+use crate::normalize;
+use crate::snapshot::{Shared, Snapshot};
+
+/// Everything a request needs, shared by all connections.
+#[derive(Clone)]
+pub struct Gateway {
+    shared: Shared,
+}
+
+/// What the access-log line says about one request.
+#[derive(Debug, Default)]
+struct RequestCtx {
+    route: Option<Arc<str>>,
+    subject: Option<String>,
+    reason: Option<String>,
+}
+
+impl Gateway {
+    pub fn new(shared: Shared) -> Self {
+        Gateway { shared }
+    }
+
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Handles one request from a client at `peer` (plain TCP unless `tls`).
+    pub async fn handle(&self, req: Request<Incoming>, peer: std::net::SocketAddr, tls: bool) -> Response<Body> {
+        let started = Instant::now();
+        // One snapshot for the whole request, even if a reload swaps it meanwhile.
+        let snap = self.shared.load_full();
+        let request_id = headers::request_id(req.headers());
+        let method = req.method().clone();
+        let mut ctx = RequestCtx::default();
+        let peer = Peer { ip: peer.ip(), trusted: headers::is_trusted(&snap.server.trusted_proxies, peer.ip()), tls };
+        let resp = match self.enforce_and_forward(&snap, &mut ctx, req, peer, &request_id).await {
+            Ok(resp) => resp,
+            Err(err) => {
+                if matches!(err, GatewayError::Upstream(_)) {
+                    tracing::warn!(request_id = request_id.to_str().unwrap_or(""), error = %err, "upstream error");
+                }
+                ctx.reason = Some(err.to_string());
+                err.response(&request_id)
+            }
+        };
+        tracing::debug!(
+            target: "rolegate::access",
+            request_id = request_id.to_str().unwrap_or(""),
+            method = %method,
+            route = ctx.route.as_deref().unwrap_or("-"),
+            status = resp.status().as_u16(),
+            subject = ctx.subject.as_deref().unwrap_or("-"),
+            reason = ctx.reason.as_deref().unwrap_or("-"),
+            client = %peer.ip,
+            duration_us = started.elapsed().as_micros() as u64,
+        );
+        resp
+    }
+
+    async fn enforce_and_forward(
+        &self,
+        snap: &Snapshot,
+        ctx: &mut RequestCtx,
+        mut req: Request<Incoming>,
+        peer: Peer,
+        request_id: &HeaderValue,
+    ) -> Result<Response<Body>, GatewayError> {
+        let target = normalize::normalize_request(req.method(), req.uri(), req.headers())?;
+        let token = auth::extract(req.headers())?;
+        let host_value = req
+            .headers()
+            .get(http::header::HOST)
+            .cloned()
+            .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let host = host_value.as_ref().and_then(|h| h.to_str().ok()).map(host_for_matching);
+        let route = match snap.routes.find(req.method(), host.as_deref(), target.path()) {
+            Some(r) => r,
+            None => snap.unmatched.as_ref().ok_or(GatewayError::NoRoute)?,
+        };
+        ctx.route = Some(Arc::clone(&route.name));
+        let auth = match (&route.access, token) {
+            (crate::routes::Access::Public, _) | (_, None) => Auth::Missing,
+            (_, Some(token)) => match auth::verify(token, &snap.issuers, &snap.roles, now_secs()) {
+                Ok(identity) => Auth::Valid(Arc::new(identity)),
+                Err(e) => Auth::Invalid(e),
+            },
+        };
+        let permit = decide::decide(route, target, auth)?;
+        if let Some(id) = permit.identity() {
+            ctx.subject = id.claims.get("sub").and_then(|s| s.as_str()).map(str::to_owned);
+        }
+        if let Some(denial) = permit.reported_denial() {
+            tracing::warn!(
+                request_id = request_id.to_str().unwrap_or(""),
+                route = %route.name,
+                would_be = %denial,
+                "report mode: request forwarded that enforce mode would refuse"
+            );
+            ctx.reason = Some(format!("report-only: {denial}"));
+        }
+        headers::upstream_request(
+            req.headers_mut(),
+            &snap.forward,
+            peer,
+            host_value.as_ref(),
+            request_id,
+            permit.identity().map(|a| &**a),
+        );
+        if !req.headers().contains_key(http::header::HOST) {
+            if let Some(h) = host_value {
+                req.headers_mut().insert(http::header::HOST, h);
+            }
+        }
+        let resp = forward::forward(req, &permit).await?;
+        let (mut parts, body) = resp.into_parts();
+        headers::client_response(&mut parts.headers, request_id);
+        Ok(Response::from_parts(parts, Either::Left(body)))
+    }
+}
+
+/// `Host` for route matching: lower-case, without port (IPv6 brackets kept).
+fn host_for_matching(h: &str) -> String {
+    let without_port = match h.rfind(':') {
+        Some(i) if !h[i..].contains(']') => &h[..i],
+        _ => h,
+    };
+    without_port.to_ascii_lowercase()
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_for_matching;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(host_for_matching("API.example.com:8080"), "api.example.com");
+        assert_eq!(host_for_matching("[::1]:80"), "[::1]");
+        assert_eq!(host_for_matching("[::1]"), "[::1]");
+        assert_eq!(host_for_matching("a.b"), "a.b");
+    }
+}

@@ -1,0 +1,223 @@
+//! Header rewriting, both ways: hop-by-hop removal (RFC 9110 §7.6.1),
+//! `X-Forwarded-*`, request ids, and the identity headers of `[forward]`,
+//! whose client-sent copies are always removed.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::HeaderMap;
+use ipnet::IpNet;
+
+use crate::auth::{claims, Identity};
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop headers that never cross the gateway (plus any named in `Connection`).
+fn fixed_hop_by_hop() -> [&'static HeaderName; 8] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+    ]
+}
+
+/// Removes hop-by-hop headers: the fixed list, `Upgrade`, and every header the
+/// `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| n != header::HOST)
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in fixed_hop_by_hop() {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// Where an identity header's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// A claim by dotted path (`$tenant`: the issuer's tenant claim).
+    Claim(String),
+    /// `$roles`: effective roles, comma-separated.
+    Roles,
+    /// `$permissions`: effective permissions, comma-separated.
+    Permissions,
+}
+
+/// `[forward]`, compiled.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardPlan {
+    /// Keep the client's Authorization header for the upstream.
+    pub authorization: bool,
+    pub identity: Vec<(HeaderName, IdentitySource)>,
+}
+
+/// Per-connection facts the request headers are rewritten with.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub ip: IpAddr,
+    /// The peer is a trusted proxy: append to its `X-Forwarded-*` instead of replacing them.
+    pub trusted: bool,
+    pub tls: bool,
+}
+
+/// Whether `ip` is in any of the trusted proxy networks.
+pub fn is_trusted(nets: &[IpNet], ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    nets.iter().any(|n| n.contains(&ip))
+}
+
+/// Rewrites the client's request headers into the upstream's.
+pub fn upstream_request(
+    headers: &mut HeaderMap,
+    plan: &ForwardPlan,
+    peer: Peer,
+    host: Option<&HeaderValue>,
+    request_id: &HeaderValue,
+    identity: Option<&Identity>,
+) {
+    strip_hop_by_hop(headers);
+    for (name, _) in &plan.identity {
+        headers.remove(name);
+    }
+    if !plan.authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+    let proto = HeaderValue::from_static(if peer.tls { "https" } else { "http" });
+    let ip = HeaderValue::from_str(&peer.ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    if peer.trusted {
+        let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) if !prev.trim().is_empty() => HeaderValue::from_str(&format!("{prev}, {}", peer.ip)).unwrap_or(ip),
+            _ => ip,
+        };
+        headers.insert(X_FORWARDED_FOR.clone(), xff);
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO.clone(), proto);
+        }
+        if !headers.contains_key(&X_FORWARDED_HOST) {
+            if let Some(h) = host {
+                headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+            }
+        }
+    } else {
+        headers.remove(&FORWARDED);
+        headers.insert(X_FORWARDED_FOR.clone(), ip);
+        headers.insert(X_FORWARDED_PROTO.clone(), proto);
+        match host {
+            Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+    }
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    if let Some(id) = identity {
+        for (name, source) in &plan.identity {
+            if let Some(v) = identity_value(source, id) {
+                headers.insert(name.clone(), v);
+            }
+        }
+    }
+}
+
+/// The value of one identity header, or none (claim missing, or not a valid header value).
+pub fn identity_value(source: &IdentitySource, id: &Identity) -> Option<HeaderValue> {
+    let text = match source {
+        IdentitySource::Roles => join(&id.roles),
+        IdentitySource::Permissions => join(&id.permissions),
+        IdentitySource::Claim(path) => claims::header_text(id.claim(path)?)?,
+    };
+    HeaderValue::from_str(&text).ok()
+}
+
+fn join(items: &[Box<str>]) -> String {
+    items.iter().map(|s| &**s).collect::<Vec<_>>().join(",")
+}
+
+/// Rewrites the upstream's response headers for the client.
+pub fn client_response(headers: &mut HeaderMap, request_id: &HeaderValue) {
+    strip_hop_by_hop(headers);
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+}
+
+/// The client's `x-request-id` when it is reasonable (1–128 visible ASCII
+/// characters), else a new one: a per-process random prefix and a counter.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic()) {
+            return v.clone();
+        }
+    }
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+        h.finish()
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::from_str(&format!("{prefix:016x}{n:08x}")).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_named_headers_are_stripped_but_not_host() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("x-secret, host, keep-alive"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get(header::TE).is_none());
+        assert_eq!(h.get(header::HOST).unwrap(), "a");
+    }
+
+    #[test]
+    fn request_ids() {
+        let mut h = HeaderMap::new();
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("abc-1"));
+        assert_eq!(request_id(&h), "abc-1");
+        h.insert(&X_REQUEST_ID, HeaderValue::from_static("has space"));
+        let generated = request_id(&h);
+        assert_ne!(generated, "has space");
+        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn trusted_nets() {
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert!(is_trusted(&nets, "10.1.2.3".parse().unwrap()));
+        assert!(is_trusted(&nets, "::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!is_trusted(&nets, "11.1.2.3".parse().unwrap()));
+    }
+}

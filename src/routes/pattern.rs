@@ -1,0 +1,238 @@
+//! The SPEC's path glob (`*`, `**`, `?`, `{a,b}`, whole-segment `{name}`),
+//! translated once at load time into globset globs (for matching many routes
+//! at once) and, for routes with parameters, a regex that captures them.
+//!
+//! Semantics, on a normalized path (no `//`, no dot segments):
+//! - `*` matches within one segment (possibly empty), `?` one character of a segment;
+//! - `**` must be a whole segment and matches zero or more segments; a trailing
+//!   `/**` also matches the bare prefix (`/admin/**` matches `/admin`);
+//! - `{a,b}` matches one of the alternatives (which may use `*` and `?`);
+//! - a whole segment `{name}` is a parameter matching one non-empty segment;
+//! - `[` and `]` are literal characters; matching is case-sensitive.
+
+use regex::Regex;
+
+/// A compiled path pattern.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    /// The pattern as written in routes.toml.
+    pub source: String,
+    /// globset globs equivalent to the pattern (two when it ends in `/**`).
+    pub globs: Vec<String>,
+    /// Parameter names in order of appearance.
+    pub params: Vec<String>,
+    /// The same pattern as an anchored regex, one named group per parameter.
+    regex_source: String,
+    /// `regex_source` compiled, only when there are parameters to capture.
+    capture: Option<Regex>,
+}
+
+impl Pattern {
+    /// Parses a pattern; the error is a plain sentence for the config error.
+    pub fn parse(source: &str) -> Result<Pattern, String> {
+        if !source.starts_with('/') {
+            return Err(format!("path pattern {source:?} must start with '/'"));
+        }
+        let segments: Vec<&str> = source[1..].split('/').collect();
+        let mut glob = String::with_capacity(source.len() + 8);
+        let mut re = String::from("^");
+        let mut params: Vec<String> = Vec::new();
+        let last = segments.len() - 1;
+        for (i, seg) in segments.iter().enumerate() {
+            if seg.is_empty() && i != last {
+                return Err(format!(
+                    "path pattern {source:?} has an empty segment ('//'); request paths never do after normalization"
+                ));
+            }
+            if *seg == "**" {
+                glob.push_str("/**");
+                re.push_str("(?:/.*)?");
+                continue;
+            }
+            if seg.contains("**") {
+                return Err(format!("in path pattern {source:?}, '**' must be a whole segment"));
+            }
+            glob.push('/');
+            re.push('/');
+            if let Some(name) = param_name(seg) {
+                if params.iter().any(|p| p == name) {
+                    return Err(format!("path pattern {source:?} names parameter {{{name}}} twice"));
+                }
+                params.push(name.to_owned());
+                glob.push_str("?*");
+                re.push_str(&format!("(?P<{name}>[^/]+)"));
+                continue;
+            }
+            translate_segment(seg, &mut glob, &mut re).map_err(|e| format!("in path pattern {source:?}: {e}"))?;
+        }
+        re.push('$');
+        let mut globs = vec![glob.clone()];
+        if let Some(prefix) = glob.strip_suffix("/**") {
+            globs.push(if prefix.is_empty() { "/".to_owned() } else { prefix.to_owned() });
+        }
+        let capture = if params.is_empty() {
+            None
+        } else {
+            Some(Regex::new(&re).map_err(|e| format!("path pattern {source:?}: {e}"))?)
+        };
+        Ok(Pattern { source: source.to_owned(), globs, params, regex_source: re, capture })
+    }
+
+    /// The parameter values of `path` (which must already match the pattern), in
+    /// the order of [`Pattern::params`]. Empty when the pattern has no parameters.
+    pub fn captures<'p>(&self, path: &'p str) -> Vec<(&str, &'p str)> {
+        let (Some(re), false) = (&self.capture, self.params.is_empty()) else {
+            return Vec::new();
+        };
+        let Some(caps) = re.captures(path) else {
+            return Vec::new();
+        };
+        self.params
+            .iter()
+            .filter_map(|name| caps.name(name).map(|m| (name.as_str(), m.as_str())))
+            .collect()
+    }
+}
+
+/// `{name}` as a whole segment, with `name` an identifier, is a parameter.
+fn param_name(seg: &str) -> Option<&str> {
+    let inner = seg.strip_prefix('{')?.strip_suffix('}')?;
+    let mut chars = inner.chars();
+    let first = chars.next()?;
+    if (first.is_ascii_alphabetic() || first == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Some(inner)
+    } else {
+        None
+    }
+}
+
+/// Translates one segment (no `/`, no `**`, not a parameter) into glob and regex syntax.
+fn translate_segment(seg: &str, glob: &mut String, re: &mut String) -> Result<(), String> {
+    let mut in_alt = false;
+    let mut alt_count = 0;
+    for c in seg.chars() {
+        match c {
+            '*' => {
+                glob.push('*');
+                re.push_str("[^/]*");
+            }
+            '?' => {
+                glob.push('?');
+                re.push_str("[^/]");
+            }
+            '{' if in_alt => return Err("nested '{' is not supported".to_owned()),
+            '{' => {
+                in_alt = true;
+                alt_count = 1;
+                glob.push('{');
+                re.push_str("(?:");
+            }
+            ',' if in_alt => {
+                alt_count += 1;
+                glob.push(',');
+                re.push('|');
+            }
+            '}' if in_alt => {
+                in_alt = false;
+                if alt_count < 2 {
+                    return Err("'{...}' inside a segment needs at least two alternatives (a,b)".to_owned());
+                }
+                glob.push('}');
+                re.push(')');
+            }
+            '}' => return Err("unmatched '}'".to_owned()),
+            '[' => {
+                glob.push_str("[[]");
+                re.push_str("\\[");
+            }
+            ']' => {
+                glob.push_str("[]]");
+                re.push_str("\\]");
+            }
+            '\\' => return Err("'\\' is not allowed (request paths containing it are rejected)".to_owned()),
+            c if c.is_ascii_control() || c == ' ' => {
+                return Err("control characters and spaces are not allowed".to_owned())
+            }
+            c => {
+                glob.push(c);
+                let mut buf = [0u8; 4];
+                re.push_str(&regex::escape(c.encode_utf8(&mut buf)));
+            }
+        }
+    }
+    if in_alt {
+        return Err("unclosed '{'".to_owned());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use globset::{GlobBuilder, GlobSetBuilder};
+
+    fn set(p: &Pattern) -> globset::GlobSet {
+        let mut b = GlobSetBuilder::new();
+        for g in &p.globs {
+            b.add(GlobBuilder::new(g).literal_separator(true).build().unwrap());
+        }
+        b.build().unwrap()
+    }
+
+    /// The regex translation, to cross-check it against globset.
+    fn full_regex(p: &str) -> Regex {
+        Regex::new(&Pattern::parse(p).unwrap().regex_source).unwrap()
+    }
+
+    #[test]
+    fn table() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("/v1/users/**", "/v1/users", true),
+            ("/v1/users/**", "/v1/users/", true),
+            ("/v1/users/**", "/v1/users/7", true),
+            ("/v1/users/**", "/v1/users/7/x", true),
+            ("/v1/users/**", "/v1/usersx", false),
+            ("/v1/users/*", "/v1/users/7", true),
+            ("/v1/users/*", "/v1/users/7/x", false),
+            ("/v1/*/x", "/v1/a/x", true),
+            ("/a/**/b", "/a/b", true),
+            ("/a/**/b", "/a/x/y/b", true),
+            ("/a/**/b", "/a/x/y/c", false),
+            ("/**", "/", true),
+            ("/**", "/anything/at/all", true),
+            ("/docs/{a,b}/x", "/docs/a/x", true),
+            ("/docs/{a,b}/x", "/docs/c/x", false),
+            ("/f?o", "/foo", true),
+            ("/f?o", "/f/o", false),
+            ("/Case", "/case", false),
+            ("/lit[1]", "/lit[1]", true),
+            ("/lit[1]", "/lit1", false),
+            ("/", "/", true),
+            ("/", "/a", false),
+        ];
+        for (pat, path, want) in cases {
+            let p = Pattern::parse(pat).unwrap();
+            assert_eq!(set(&p).is_match(path), *want, "globset {pat} vs {path}");
+            assert_eq!(full_regex(pat).is_match(path), *want, "regex {pat} vs {path}");
+        }
+    }
+
+    #[test]
+    fn params_match_one_nonempty_segment() {
+        let p = Pattern::parse("/v1/tenants/{tenant}/**").unwrap();
+        let s = set(&p);
+        assert!(s.is_match("/v1/tenants/acme/users"));
+        assert!(s.is_match("/v1/tenants/acme"));
+        assert!(!s.is_match("/v1/tenants/"));
+        assert_eq!(p.captures("/v1/tenants/acme/users/1"), vec![("tenant", "acme")]);
+        let p = Pattern::parse("/a/{x}/b/{y}").unwrap();
+        assert_eq!(p.captures("/a/1/b/2"), vec![("x", "1"), ("y", "2")]);
+    }
+
+    #[test]
+    fn errors() {
+        for bad in ["v1", "/a//b", "/a**", "/a/{x}/{x}", "/a/{b", "/a/b}", "/a/{b}x{", "/a\\b", "/{a{b,c}}"] {
+            assert!(Pattern::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+}

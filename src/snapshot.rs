@@ -1,0 +1,48 @@
+//! The compiled world a request sees: immutable, built once per (re)load by
+//! `config::compile`, shared through `ArcSwap`. No serde, no IO.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+
+use crate::auth::claims::RoleClosure;
+use crate::auth::Issuers;
+use crate::forward::Upstream;
+use crate::headers::ForwardPlan;
+use crate::routes::{Route, RouteTable};
+
+/// The snapshot slot: `reload` is its only writer, `gateway` its reader.
+pub type Shared = Arc<ArcSwap<Snapshot>>;
+
+/// `[server]`, compiled. Read at start; a reload that changes it only warns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub shutdown_timeout: Duration,
+    pub header_read_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    /// 1 for the first load, +1 per successful reload.
+    pub generation: u64,
+    pub loaded_at: SystemTime,
+    pub source: PathBuf,
+    pub server: ServerSettings,
+    pub routes: RouteTable,
+    /// The route used when none matches and `[defaults] unmatched = "authenticate"`.
+    pub unmatched: Option<Route>,
+    pub issuers: Issuers,
+    pub roles: RoleClosure,
+    pub forward: ForwardPlan,
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// Non-fatal findings of the compiler (shown by `check`, logged at load).
+    pub warnings: Vec<String>,
+}
