@@ -78,6 +78,11 @@ impl Pattern {
         Ok(Pattern { source: source.to_owned(), globs, params, regex_source: re, capture })
     }
 
+    /// The pattern as an anchored regex (documentation, tests, tooling).
+    pub fn regex_source(&self) -> &str {
+        &self.regex_source
+    }
+
     /// The parameter values of `path` (which must already match the pattern), in
     /// the order of [`Pattern::params`]. Empty when the pattern has no parameters.
     pub fn captures<'p>(&self, path: &'p str) -> Vec<(&str, &'p str)> {

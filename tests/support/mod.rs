@@ -1,0 +1,362 @@
+//! Test support: a real gateway and a real upstream on 127.0.0.1 port 0,
+//! keys made per run, token minting, a small HTTP client, raw-TCP requests,
+//! and `wait_until` (poll with a deadline; never a fixed sleep).
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rolegate::echo::{Echo, Seen};
+use rolegate::gateway::Gateway;
+use rolegate::keygen::PemPair;
+use rolegate::mint::{self, Signer};
+use rolegate::server::{self, ServeOptions};
+use rolegate::snapshot::Shared;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const ISS: &str = "https://idp.test";
+pub const AUD: &str = "orders-api";
+pub const HS_ENV: &str = "ROLEGATE_TEST_HS_SECRET";
+pub const HS_SECRET: &str = "test-hmac-secret-0123456789abcdef";
+
+/// Keys generated once per test binary.
+pub struct Keys {
+    pub rsa: PemPair,
+    pub ec: PemPair,
+    /// Not configured anywhere: an attacker's key.
+    pub rogue_rsa: PemPair,
+}
+
+pub fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        // Read once by the config compiler; set before any gateway starts.
+        std::env::set_var(HS_ENV, HS_SECRET);
+        Keys {
+            rsa: rolegate::keygen::rsa().unwrap(),
+            ec: rolegate::keygen::ec_p256().unwrap(),
+            rogue_rsa: rolegate::keygen::rsa().unwrap(),
+        }
+    })
+}
+
+/// Standard claims for the main issuer; `extra` is merged in (null removes a claim).
+pub fn claims(extra: Value) -> Value {
+    let mut base = json!({"iss": ISS, "aud": AUD, "sub": "user-1", "tid": "acme"});
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            base.as_object_mut().unwrap().remove(k);
+        } else {
+            base[k] = v.clone();
+        }
+    }
+    base
+}
+
+pub fn rs256(claims: &Value) -> String {
+    mint::sign(&Signer::Pem(keys().rsa.private_pem.clone().into_bytes()), claims, Some("k1"), Some(600)).unwrap()
+}
+
+pub fn rs256_kid(claims: &Value, kid: Option<&str>) -> String {
+    mint::sign(&Signer::Pem(keys().rsa.private_pem.clone().into_bytes()), claims, kid, Some(600)).unwrap()
+}
+
+pub fn es256(claims: &Value) -> String {
+    mint::sign(&Signer::Pem(keys().ec.private_pem.clone().into_bytes()), claims, Some("e1"), Some(600)).unwrap()
+}
+
+pub fn rogue(claims: &Value, kid: Option<&str>) -> String {
+    mint::sign(&Signer::Pem(keys().rogue_rsa.private_pem.clone().into_bytes()), claims, kid, Some(600)).unwrap()
+}
+
+pub fn hs256(claims: &Value, secret: &[u8]) -> String {
+    mint::sign(&Signer::Secret(secret.to_vec()), claims, None, Some(600)).unwrap()
+}
+
+/// A token with a hand-made header and payload, signed (or not) by the caller.
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The standard test table: `{upstream}` and `{dir}` are filled in.
+pub const STANDARD_ROUTES: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[upstreams.default]
+url = "http://{upstream}"
+connect_timeout_ms = 500
+timeout_ms = 5000
+
+[[issuers]]
+issuer = "https://idp.test"
+audiences = ["orders-api"]
+keys = [{ kid = "k1", pem_file = "rsa.pub.pem" }, { kid = "e1", pem_file = "ec.pub.pem" }]
+algorithms = ["RS256", "ES256"]
+leeway_s = 5
+roles_claim = "ts_roles"
+permissions_claim = "ts_permissions"
+tenant_claim = "tid"
+
+[[issuers]]
+issuer = "https://keycloak.test/realms/r"
+keys = [{ pem_file = "rsa.pub.pem" }]
+algorithms = ["RS256"]
+roles_claim = "realm_access.roles"
+permissions_claim = "scope"
+
+[[issuers]]
+issuer = "https://hs.test"
+secret_env = "ROLEGATE_TEST_HS_SECRET"
+algorithms = ["HS256"]
+roles_claim = "roles"
+permissions_claim = "permissions"
+
+[roles.reader]
+permissions = ["read:user"]
+[roles.manager]
+includes = ["reader"]
+permissions = ["create:user", "update:user", "delete:user"]
+[roles.admin]
+includes = ["manager"]
+
+[forward]
+authorization = true
+headers = { "x-auth-subject" = "sub", "x-auth-tenant" = "$tenant", "x-auth-roles" = "$roles", "x-auth-permissions" = "$permissions" }
+
+[defaults]
+unmatched = "deny"
+
+[[routes]]
+name = "public docs"
+path = "/docs/**"
+public = true
+
+[[routes]]
+name = "read users"
+methods = ["GET", "HEAD"]
+path = "/v1/users/**"
+all_permissions = ["read:user"]
+
+[[routes]]
+name = "delete users"
+methods = ["DELETE"]
+path = "/v1/users/{id}"
+all_permissions = ["delete:user"]
+
+[[routes]]
+name = "tenant admin"
+path = "/v1/tenants/{tenant}/**"
+any_roles = ["admin", "owner"]
+claims = { tid = "{tenant}" }
+
+[[routes]]
+name = "admin"
+path = "/admin/**"
+all_roles = ["admin"]
+
+[[routes]]
+name = "reports"
+path = "/reports/**"
+any_of = [{ all_permissions = ["read:reports"] }, { any_roles = ["auditor"] }]
+
+[[routes]]
+name = "any user"
+path = "/me"
+# no requirement: any valid token
+
+[[routes]]
+name = "shadow"
+path = "/shadow/**"
+all_roles = ["admin"]
+mode = "report"
+
+[[routes]]
+name = "vip host"
+host = "vip.example.com"
+path = "/vip"
+all_roles = ["admin"]
+"#;
+
+/// A running gateway in front of a running echo upstream; both stop on drop.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub echo: Echo,
+    pub shared: Shared,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Writes the key files a routes table refers to into `dir`.
+pub fn write_keys(dir: &Path) {
+    let k = keys();
+    std::fs::write(dir.join("rsa.pub.pem"), &k.rsa.public_pem).unwrap();
+    std::fs::write(dir.join("ec.pub.pem"), &k.ec.public_pem).unwrap();
+}
+
+impl TestGateway {
+    pub async fn start() -> TestGateway {
+        Self::with_routes(STANDARD_ROUTES).await
+    }
+
+    /// `routes` may use `{upstream}` (the echo's address) and `{dead}` (a closed port).
+    pub async fn with_routes(routes: &str) -> TestGateway {
+        let echo = Echo::start(TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write_keys(dir.path());
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let text = routes.replace("{upstream}", &echo.addr.to_string()).replace("{dead}", &dead.to_string());
+        let config = dir.path().join("routes.toml");
+        std::fs::write(&config, &text).unwrap();
+        let snapshot = rolegate::config::load(&config, None).unwrap_or_else(|e| panic!("test routes invalid:\n{e}"));
+        let shared: Shared = Arc::new(ArcSwap::from_pointee(snapshot));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let opts = ServeOptions { header_read_timeout: Duration::from_secs(2), shutdown_timeout: Duration::from_secs(5) };
+        let gw = Gateway::new(Arc::clone(&shared));
+        let task = tokio::spawn(async move {
+            server::serve(listener, gw, opts, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        TestGateway { addr, echo, shared, dir, config, stop: Some(stop), task: Some(task) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Requests the upstream has received so far.
+    pub fn upstream_saw(&self) -> Vec<Seen> {
+        self.echo.requests()
+    }
+
+    /// Sends a request through the gateway.
+    pub async fn send(&self, method: &str, path: &str, token: Option<&str>) -> Reply {
+        let headers: Vec<(&str, String)> = token.map(|t| vec![("authorization", format!("Bearer {t}"))]).unwrap_or_default();
+        self.send_with(method, path, &headers).await
+    }
+
+    pub async fn send_with(&self, method: &str, path: &str, headers: &[(&str, String)]) -> Reply {
+        let mut b = Request::builder().method(Method::from_bytes(method.as_bytes()).unwrap()).uri(self.url(path));
+        for (n, v) in headers {
+            b = b.header(*n, v);
+        }
+        send(b.body(Full::new(Bytes::new())).unwrap()).await
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn send(req: Request<Full<Bytes>>) -> Reply {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req)).await.expect("response in time").expect("request");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Reply { status: parts.status, headers: parts.headers, body }
+}
+
+/// Sends raw bytes on a fresh connection and returns the status code of the
+/// first response (0 if the connection closed without one) and the raw text.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    // One response is enough: stop at the end of its body (content-length).
+                    if let Some(end) = response_end(&buf) {
+                        buf.truncate(end);
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+fn response_end(buf: &[u8]) -> Option<usize> {
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().ok()))??;
+    (buf.len() >= head_end + len).then_some(head_end + len)
+}
+
+/// A GET with a bearer token, as raw bytes, for a request target the client
+/// library would otherwise normalize.
+pub fn raw_get(target: &str, token: Option<&str>) -> Vec<u8> {
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    format!("GET {target} HTTP/1.1\r\nHost: gw.test\r\n{auth}Connection: close\r\n\r\n").into_bytes()
+}
+
+/// Polls `probe` until it returns true or the deadline passes.
+pub async fn wait_until<F, Fut>(deadline: Duration, mut probe: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if probe().await {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
