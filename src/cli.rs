@@ -23,7 +23,11 @@ use crate::routes::{Access, Route};
 use crate::server::{self, ServeOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "rolegate", version, about = "Role-based access enforcement gateway (JWT + route table reverse proxy)")]
+#[command(
+    name = "rolegate",
+    version,
+    about = "Role-based access enforcement gateway (JWT + route table reverse proxy)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -91,7 +95,8 @@ pub fn main() -> ExitCode {
         Command::Run => runtime().and_then(|rt| rt.block_on(run(&cli.config))),
         Command::Check => return check(&cli.config),
         Command::Explain(args) => explain(&cli.config, &args),
-        Command::Demo { listen } => runtime().and_then(|rt| rt.block_on(crate::demo::run(listen)).map(|()| ExitCode::SUCCESS).map_err(|e| anyhow!(e))),
+        Command::Demo { listen } => runtime()
+            .and_then(|rt| rt.block_on(crate::demo::run(listen)).map(|()| ExitCode::SUCCESS).map_err(|e| anyhow!(e))),
         Command::Mint(args) => mint_cmd(&args),
     };
     match result {
@@ -207,7 +212,11 @@ fn explain(path: &Path, args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         println!("permissions: {}", id.permissions.join(", "));
     }
     match decide::evaluate(route, target.path(), &auth) {
-        Ok(()) => println!("verdict:     allow (forwarded to upstream {:?} as {})", route.upstream.name, target.path_and_query()),
+        Ok(()) => println!(
+            "verdict:     allow (forwarded to upstream {:?} as {})",
+            route.upstream.name,
+            target.path_and_query()
+        ),
         Err(denial) if route.mode == crate::routes::Mode::Report => {
             println!("verdict:     allow (report mode; enforce would deny: {denial})")
         }

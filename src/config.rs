@@ -23,7 +23,12 @@ pub fn default_path() -> PathBuf {
 /// Reads and compiles `path`. `previous` lets unchanged upstreams keep their pools.
 pub fn load(path: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError { file: path.to_path_buf(), line: 0, col: 0, message: format!("cannot read: {e}") }])
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            col: 0,
+            message: format!("cannot read: {e}"),
+        }])
     })?;
     let file = parse(path, &text)?;
     compile(file, path, &text, previous)

@@ -75,7 +75,9 @@ impl Requirement {
         }
         for check in &self.claims {
             let expected = render(&check.expected, params);
-            let ok = expected.as_deref().is_some_and(|e| ident.claim(&check.claim).is_some_and(|v| claims::claim_matches(v, e)));
+            let ok = expected
+                .as_deref()
+                .is_some_and(|e| ident.claim(&check.claim).is_some_and(|v| claims::claim_matches(v, e)));
             if !ok {
                 unmet.reasons.push(format!("claim {} does not match the required value", check.claim));
             }

@@ -21,8 +21,8 @@ pub const EXAMPLE_ROUTES: &str = include_str!("../routes.toml");
 
 /// Starts the demo and serves until SIGTERM / Ctrl-C.
 pub async fn run(listen: SocketAddr) -> Result<(), String> {
-    let echo = Echo::start(TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
+    let echo =
+        Echo::start(TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let dir = std::env::temp_dir().join(format!("rolegate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let keys = crate::keygen::rsa()?;

@@ -63,7 +63,9 @@ impl GatewayError {
             GatewayError::Denied(Denial::Forbidden { missing_permissions, .. }) if !missing_permissions.is_empty() => {
                 format!("the token lacks the required permissions: {}", missing_permissions.join(" "))
             }
-            GatewayError::Denied(Denial::Forbidden { .. }) => "the token does not meet the route's requirement".to_owned(),
+            GatewayError::Denied(Denial::Forbidden { .. }) => {
+                "the token does not meet the route's requirement".to_owned()
+            }
             other => other.to_string(),
         }
     }
@@ -75,11 +77,13 @@ impl GatewayError {
             GatewayError::Denied(Denial::InvalidToken(e)) => {
                 Some(format!("Bearer error=\"invalid_token\", error_description=\"{}\"", quoted(&e.to_string())))
             }
-            GatewayError::Denied(Denial::Forbidden { missing_permissions, .. }) => Some(if missing_permissions.is_empty() {
-                "Bearer error=\"insufficient_scope\"".to_owned()
-            } else {
-                format!("Bearer error=\"insufficient_scope\", scope=\"{}\"", quoted(&missing_permissions.join(" ")))
-            }),
+            GatewayError::Denied(Denial::Forbidden { missing_permissions, .. }) => {
+                Some(if missing_permissions.is_empty() {
+                    "Bearer error=\"insufficient_scope\"".to_owned()
+                } else {
+                    format!("Bearer error=\"insufficient_scope\", scope=\"{}\"", quoted(&missing_permissions.join(" ")))
+                })
+            }
             GatewayError::BadRequest(_) | GatewayError::NoRoute | GatewayError::Upstream(_) => None,
         }
     }
@@ -127,8 +131,14 @@ mod tests {
         assert_eq!(www(&e).as_deref(), Some("Bearer realm=\"rolegate\""));
         let e = GatewayError::Denied(Denial::InvalidToken(TokenError::Expired));
         assert_eq!(e.status(), 401);
-        assert_eq!(www(&e).as_deref(), Some("Bearer error=\"invalid_token\", error_description=\"the token has expired\""));
-        let e = GatewayError::Denied(Denial::Forbidden { missing_permissions: vec!["a:b".into(), "c".into()], reason: String::new() });
+        assert_eq!(
+            www(&e).as_deref(),
+            Some("Bearer error=\"invalid_token\", error_description=\"the token has expired\"")
+        );
+        let e = GatewayError::Denied(Denial::Forbidden {
+            missing_permissions: vec!["a:b".into(), "c".into()],
+            reason: String::new(),
+        });
         assert_eq!(e.status(), 403);
         assert_eq!(www(&e).as_deref(), Some("Bearer error=\"insufficient_scope\", scope=\"a:b c\""));
         let e = GatewayError::NoRoute;

@@ -53,15 +53,7 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
             .build(connector);
-        Ok(Upstream {
-            name: name.to_owned(),
-            url: url.to_owned(),
-            scheme,
-            authority,
-            connect_timeout,
-            timeout,
-            client,
-        })
+        Ok(Upstream { name: name.to_owned(), url: url.to_owned(), scheme, authority, connect_timeout, timeout, client })
     }
 
     /// Whether a reload may keep this upstream (and its connection pool).

@@ -88,7 +88,7 @@ pub struct Peer {
 pub fn is_trusted(nets: &[IpNet], ip: IpAddr) -> bool {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
+        v4 @ IpAddr::V4(_) => v4,
     };
     nets.iter().any(|n| n.contains(&ip))
 }
@@ -113,7 +113,9 @@ pub fn upstream_request(
     let ip = HeaderValue::from_str(&peer.ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
     if peer.trusted {
         let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) if !prev.trim().is_empty() => HeaderValue::from_str(&format!("{prev}, {}", peer.ip)).unwrap_or(ip),
+            Some(prev) if !prev.trim().is_empty() => {
+                HeaderValue::from_str(&format!("{prev}, {}", peer.ip)).unwrap_or(ip)
+            }
             _ => ip,
         };
         headers.insert(X_FORWARDED_FOR.clone(), xff);

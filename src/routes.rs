@@ -88,9 +88,7 @@ impl RouteTable {
         MATCHES.with(|m| {
             let mut hits = m.borrow_mut();
             self.set.matches_into(path, &mut hits);
-            hits.iter()
-                .map(|&g| &self.routes[self.glob_route[g] as usize])
-                .find(|route| route.accepts(method, host))
+            hits.iter().map(|&g| &self.routes[self.glob_route[g] as usize]).find(|route| route.accepts(method, host))
         })
     }
 

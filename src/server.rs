@@ -62,7 +62,9 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
     tracing::info!("shutting down: waiting for in-flight requests");
     match tokio::time::timeout(opts.shutdown_timeout, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
-        Err(_) => tracing::warn!(timeout = ?opts.shutdown_timeout, "shutdown deadline passed with requests still in flight"),
+        Err(_) => {
+            tracing::warn!(timeout = ?opts.shutdown_timeout, "shutdown deadline passed with requests still in flight")
+        }
     }
 }
 

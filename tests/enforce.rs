@@ -188,7 +188,11 @@ async fn public_route_ignores_tokens_and_sets_no_identity() {
         .send_with(
             "GET",
             "/docs",
-            &[("authorization", format!("Bearer {}", reader())), ("x-auth-roles", "admin".into()), ("x-auth-subject", "root".into())],
+            &[
+                ("authorization", format!("Bearer {}", reader())),
+                ("x-auth-roles", "admin".into()),
+                ("x-auth-subject", "root".into()),
+            ],
         )
         .await;
     assert_eq!(r.status, 200);
@@ -216,9 +220,17 @@ async fn report_mode_forwards_denials() {
 async fn host_glob_restricts_a_route() {
     let gw = TestGateway::start().await;
     let admin = rs256(&claims(json!({"ts_roles": ["admin"]})));
-    let r = gw.send_with("GET", "/vip", &[("authorization", format!("Bearer {admin}")), ("host", "VIP.example.com:8443".into())]).await;
+    let r = gw
+        .send_with(
+            "GET",
+            "/vip",
+            &[("authorization", format!("Bearer {admin}")), ("host", "VIP.example.com:8443".into())],
+        )
+        .await;
     assert_eq!(r.status, 200);
-    let r = gw.send_with("GET", "/vip", &[("authorization", format!("Bearer {admin}")), ("host", "other.example.com".into())]).await;
+    let r = gw
+        .send_with("GET", "/vip", &[("authorization", format!("Bearer {admin}")), ("host", "other.example.com".into())])
+        .await;
     assert_eq!(r.status, 404);
 }
 
@@ -249,6 +261,7 @@ async fn es256_and_hs256_issuers_work() {
     let gw = TestGateway::start().await;
     assert_eq!(gw.send("GET", "/v1/users/1", Some(&es256(&claims(json!({"ts_roles": ["reader"]}))))).await.status, 200);
     let _ = keys();
-    let hs = hs256(&json!({"iss": "https://hs.test", "sub": "svc", "permissions": ["read:user"]}), HS_SECRET.as_bytes());
+    let hs =
+        hs256(&json!({"iss": "https://hs.test", "sub": "svc", "permissions": ["read:user"]}), HS_SECRET.as_bytes());
     assert_eq!(gw.send("GET", "/v1/users/1", Some(&hs)).await.status, 200);
 }

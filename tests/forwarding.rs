@@ -82,13 +82,18 @@ async fn connection_header_cannot_strip_identity_headers() {
 
 #[tokio::test]
 async fn trusted_proxy_headers_are_appended() {
-    let routes = STANDARD_ROUTES.replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.0/8\"]");
+    let routes = STANDARD_ROUTES
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.0/8\"]");
     let gw = TestGateway::with_routes(&routes).await;
     let r = gw
         .send_with(
             "GET",
             "/docs/x",
-            &[("x-forwarded-for", "203.0.113.9".into()), ("x-forwarded-proto", "https".into()), ("x-forwarded-host", "api.example.com".into())],
+            &[
+                ("x-forwarded-for", "203.0.113.9".into()),
+                ("x-forwarded-proto", "https".into()),
+                ("x-forwarded-host", "api.example.com".into()),
+            ],
         )
         .await;
     assert_eq!(r.status, 200);
@@ -240,15 +245,20 @@ async fn download_streams_without_buffering_the_whole_body() {
     });
     let gw = TestGateway::with_routes(&streaming_routes(up_addr)).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(Request::get(gw.url("/docs/big")).body(Full::new(Bytes::new())).unwrap()))
-        .await
-        .expect("response headers arrive before the body is complete")
-        .unwrap();
+    let resp = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.request(Request::get(gw.url("/docs/big")).body(Full::new(Bytes::new())).unwrap()),
+    )
+    .await
+    .expect("response headers arrive before the body is complete")
+    .unwrap();
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
     let mut total = 0usize;
     let mut released = false;
-    while let Some(frame) = tokio::time::timeout(Duration::from_secs(10), body.frame()).await.expect("body keeps flowing") {
+    while let Some(frame) =
+        tokio::time::timeout(Duration::from_secs(10), body.frame()).await.expect("body keeps flowing")
+    {
         total += frame.unwrap().data_ref().map_or(0, |d| d.len());
         if !released && total >= CHUNK {
             released = true;

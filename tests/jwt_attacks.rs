@@ -47,7 +47,8 @@ async fn alg_none_in_every_spelling() {
     for alg in ["none", "None", "NONE", "nOnE"] {
         let t = format!("{}.{}.", b64(format!(r#"{{"alg":"{alg}"}}"#).as_bytes()), b64(payload(json!({})).as_bytes()));
         expect_401(&gw, &t, "").await;
-        let t = format!("{}.{}.AAAA", b64(format!(r#"{{"alg":"{alg}"}}"#).as_bytes()), b64(payload(json!({})).as_bytes()));
+        let t =
+            format!("{}.{}.AAAA", b64(format!(r#"{{"alg":"{alg}"}}"#).as_bytes()), b64(payload(json!({})).as_bytes()));
         expect_401(&gw, &t, "alg none").await;
     }
 }
@@ -176,9 +177,11 @@ async fn registered_claims_of_the_wrong_type() {
     expect_401(&gw, &rs256_raw(h, &payload(json!({"nbf": "0"}))), "nbf claim has the wrong type").await;
     expect_401(&gw, &rs256_raw(h, &payload(json!({"aud": 5}))), "aud claim has the wrong type").await;
     expect_401(&gw, &rs256_raw(h, &payload(json!({"aud": ["orders-api", 5]}))), "aud claim has the wrong type").await;
-    expect_401(&gw, &rs256_raw(h, &payload(json!({"iss": ["https://idp.test"]}))), "iss claim has the wrong type").await;
+    expect_401(&gw, &rs256_raw(h, &payload(json!({"iss": ["https://idp.test"]}))), "iss claim has the wrong type")
+        .await;
     expect_401(&gw, &rs256_raw(h, &payload(json!({"sub": 42}))), "sub claim has the wrong type").await;
-    expect_401(&gw, &rs256_raw(r#"{"alg":"RS256","kid":7}"#, &payload(json!({}))), "kid claim has the wrong type").await;
+    expect_401(&gw, &rs256_raw(r#"{"alg":"RS256","kid":7}"#, &payload(json!({}))), "kid claim has the wrong type")
+        .await;
 }
 
 #[tokio::test]

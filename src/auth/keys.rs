@@ -21,19 +21,18 @@ impl std::fmt::Debug for VerifyKey {
     }
 }
 
-const RSA_ALGS: &[Algorithm] = &[
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-];
+const RSA_ALGS: &[Algorithm] =
+    &[Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512];
 const HMAC_ALGS: &[Algorithm] = &[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
 
 /// A public key from PEM (SPKI `PUBLIC KEY`, PKCS#1 `RSA PUBLIC KEY`, or a
 /// `CERTIFICATE`): RSA, EC P-256/P-384 or Ed25519, recognised from the key itself.
 pub fn from_pem(kid: Option<String>, pem: &[u8]) -> Result<VerifyKey, String> {
+    // jsonwebtoken would read a private key's inner bit string as if it were a
+    // public key; refuse it plainly instead.
+    if std::str::from_utf8(pem).is_ok_and(|s| s.contains("PRIVATE KEY-----")) {
+        return Err("this is a private key; give the public key (openssl pkey -pubout)".to_owned());
+    }
     if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
         return Ok(VerifyKey { kid, key, algorithms: RSA_ALGS.to_vec() });
     }
@@ -49,9 +48,6 @@ pub fn from_pem(kid: Option<String>, pem: &[u8]) -> Result<VerifyKey, String> {
     if let Ok(key) = DecodingKey::from_ed_pem(pem) {
         return Ok(VerifyKey { kid, key, algorithms: vec![Algorithm::EdDSA] });
     }
-    if std::str::from_utf8(pem).is_ok_and(|s| s.contains("PRIVATE KEY")) {
-        return Err("this is a private key; give the public key (openssl pkey -pubout)".to_owned());
-    }
     Err("not a PEM public key (RSA, EC P-256/P-384 or Ed25519)".to_owned())
 }
 
@@ -65,10 +61,7 @@ pub fn hmac(secret: &[u8]) -> VerifyKey {
 /// in the returned notes; a malformed document is an error.
 pub fn from_jwks(text: &str) -> Result<(Vec<VerifyKey>, Vec<String>), String> {
     let doc: Value = serde_json::from_str(text).map_err(|e| format!("JWKS is not valid JSON: {e}"))?;
-    let keys = doc
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or_else(|| "JWKS has no \"keys\" array".to_owned())?;
+    let keys = doc.get("keys").and_then(Value::as_array).ok_or_else(|| "JWKS has no \"keys\" array".to_owned())?;
     let mut out = Vec::new();
     let mut notes = Vec::new();
     for (i, jwk) in keys.iter().enumerate() {
@@ -90,10 +83,9 @@ fn jwk_to_key(jwk: &Value, kid: Option<String>) -> Result<Option<VerifyKey>, Str
     }
     let field = |name: &str| s(name).ok_or_else(|| format!("missing \"{name}\""));
     let (key, mut algorithms) = match s("kty") {
-        Some("RSA") => (
-            DecodingKey::from_rsa_components(field("n")?, field("e")?).map_err(|e| e.to_string())?,
-            RSA_ALGS.to_vec(),
-        ),
+        Some("RSA") => {
+            (DecodingKey::from_rsa_components(field("n")?, field("e")?).map_err(|e| e.to_string())?, RSA_ALGS.to_vec())
+        }
         Some("EC") => {
             let alg = match s("crv") {
                 Some("P-256") => Algorithm::ES256,

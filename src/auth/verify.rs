@@ -252,7 +252,13 @@ pub fn identity_from_claims(
     Identity { issuer, claims, roles, permissions, expires_at }
 }
 
-fn check_signature(issuer: &Issuer, kid: Option<&str>, alg: Algorithm, message: &str, sig64: &str) -> Result<(), TokenError> {
+fn check_signature(
+    issuer: &Issuer,
+    kid: Option<&str>,
+    alg: Algorithm,
+    message: &str,
+    sig64: &str,
+) -> Result<(), TokenError> {
     let mut candidates = issuer.keys.iter().filter(|k| kid.is_none() || k.kid.as_deref() == kid).peekable();
     if candidates.peek().is_none() {
         return Err(TokenError::UnknownKid);
@@ -315,7 +321,9 @@ fn check_registered_claims(issuer: &Issuer, claims: &Map<String, Value>, now: u6
 fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::Number(n)) => n.as_f64().filter(|f| f.is_finite()).map(Some).ok_or(TokenError::WrongClaimType(name)),
+        Some(Value::Number(n)) => {
+            n.as_f64().filter(|f| f.is_finite()).map(Some).ok_or(TokenError::WrongClaimType(name))
+        }
         Some(_) => Err(TokenError::WrongClaimType(name)),
     }
 }
@@ -323,7 +331,11 @@ fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Optio
 /// base64url (no padding, no whitespace) → a JSON object without duplicate keys.
 fn decode_object(b64: &str, part: &'static str) -> Result<Map<String, Value>, TokenError> {
     let bytes = URL_SAFE_NO_PAD.decode(b64).map_err(|_| {
-        TokenError::Malformed(if part == "header" { "the header is not base64url" } else { "the payload is not base64url" })
+        TokenError::Malformed(if part == "header" {
+            "the header is not base64url"
+        } else {
+            "the payload is not base64url"
+        })
     })?;
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     let obj = StrictObject::deserialize(&mut de).and_then(|o| de.end().map(|()| o));

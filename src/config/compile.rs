@@ -72,7 +72,12 @@ impl Compiler<'_> {
 
 /// Compiles a parsed file. `text` is the source (for line numbers); relative
 /// key paths resolve against `path`'s directory.
-pub fn compile(file: RoutesFile, path: &Path, text: &str, previous: Option<&Snapshot>) -> Result<Snapshot, ConfigErrors> {
+pub fn compile(
+    file: RoutesFile,
+    path: &Path,
+    text: &str,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, ConfigErrors> {
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut c = Compiler { loc: Locator::new(path, text), base_dir, errors: Vec::new(), warnings: Vec::new() };
 
@@ -113,7 +118,10 @@ fn compile_server(c: &mut Compiler<'_>, file: &RoutesFile) -> Option<ServerSetti
     let listen = parse_addr(c, "listen", &s.listen);
     let admin_listen = s.admin_listen.as_deref().map(|a| parse_addr(c, "admin_listen", a));
     if s.tls.is_some() {
-        c.err::<()>(None, "[server] tls: TLS termination is not supported in this version; terminate TLS in front of rolegate");
+        c.err::<()>(
+            None,
+            "[server] tls: TLS termination is not supported in this version; terminate TLS in front of rolegate",
+        );
     }
     let mut trusted = Vec::new();
     for p in &s.trusted_proxies {
@@ -144,12 +152,18 @@ fn parse_addr(c: &mut Compiler<'_>, key: &str, value: &str) -> Option<SocketAddr
     }
 }
 
-fn compile_upstreams(c: &mut Compiler<'_>, file: &RoutesFile, previous: Option<&Snapshot>) -> BTreeMap<String, Arc<Upstream>> {
+fn compile_upstreams(
+    c: &mut Compiler<'_>,
+    file: &RoutesFile,
+    previous: Option<&Snapshot>,
+) -> BTreeMap<String, Arc<Upstream>> {
     let mut out = BTreeMap::new();
     for (name, spec) in &file.upstreams {
         let s = spec.get_ref();
         let (ct, to) = (Duration::from_millis(s.connect_timeout_ms), Duration::from_millis(s.timeout_ms));
-        if let Some(old) = previous.and_then(|p| p.upstreams.get(name)).filter(|u| u.same_settings(s.url.get_ref(), ct, to)) {
+        if let Some(old) =
+            previous.and_then(|p| p.upstreams.get(name)).filter(|u| u.same_settings(s.url.get_ref(), ct, to))
+        {
             out.insert(name.clone(), Arc::clone(old));
             continue;
         }
@@ -224,7 +238,12 @@ fn compile_issuer(c: &mut Compiler<'_>, spec: &Spanned<IssuerSpec>) -> Option<Is
             _ => c.err(Some(var), format!("secret_env: environment variable {} is not set or empty", var.get_ref())),
         }
     }
-    if s.keys.is_none() && s.jwks_file.is_none() && s.secret_env.is_none() && s.jwks_url.is_none() && s.discovery.is_none() {
+    if s.keys.is_none()
+        && s.jwks_file.is_none()
+        && s.secret_env.is_none()
+        && s.jwks_url.is_none()
+        && s.discovery.is_none()
+    {
         c.err(Some(spec), format!("issuer {:?} has no keys: give keys, jwks_file or secret_env", s.issuer));
     }
     for alg in &algorithms {
@@ -303,7 +322,10 @@ fn compile_forward(c: &mut Compiler<'_>, file: &RoutesFile) -> ForwardPlan {
     for (name, source) in &file.forward.headers {
         let header = match HeaderName::from_bytes(name.as_bytes()) {
             Ok(h) if RESERVED_HEADERS.contains(&h.as_str()) => {
-                c.err(Some(source), format!("[forward] header {name:?} is set by the gateway itself and cannot carry identity"));
+                c.err(
+                    Some(source),
+                    format!("[forward] header {name:?} is set by the gateway itself and cannot carry identity"),
+                );
                 continue;
             }
             Ok(h) => h,
@@ -317,7 +339,10 @@ fn compile_forward(c: &mut Compiler<'_>, file: &RoutesFile) -> ForwardPlan {
             "$permissions" => IdentitySource::Permissions,
             "$tenant" => IdentitySource::Claim("$tenant".to_owned()),
             s if s.starts_with('$') => {
-                c.err(Some(source), format!("[forward] unknown identity source {s:?} ($roles, $permissions, $tenant, or a claim)"));
+                c.err(
+                    Some(source),
+                    format!("[forward] unknown identity source {s:?} ($roles, $permissions, $tenant, or a claim)"),
+                );
                 continue;
             }
             "" => {
@@ -333,7 +358,11 @@ fn compile_forward(c: &mut Compiler<'_>, file: &RoutesFile) -> ForwardPlan {
 
 type CompiledRoutes = (Option<RouteTable>, Option<Route>);
 
-fn compile_routes(c: &mut Compiler<'_>, file: &RoutesFile, upstreams: &BTreeMap<String, Arc<Upstream>>) -> CompiledRoutes {
+fn compile_routes(
+    c: &mut Compiler<'_>,
+    file: &RoutesFile,
+    upstreams: &BTreeMap<String, Arc<Upstream>>,
+) -> CompiledRoutes {
     let mut routes = Vec::new();
     let mut set = GlobSetBuilder::new();
     let mut glob_route = Vec::new();
@@ -367,7 +396,10 @@ fn compile_routes(c: &mut Compiler<'_>, file: &RoutesFile, upstreams: &BTreeMap<
                 mode: Mode::Enforce,
             }),
             None => {
-                c.err::<()>(None, "[defaults] unmatched = \"authenticate\" forwards to [upstreams.default], which is not defined");
+                c.err::<()>(
+                    None,
+                    "[defaults] unmatched = \"authenticate\" forwards to [upstreams.default], which is not defined",
+                );
                 None
             }
         },

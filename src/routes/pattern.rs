@@ -92,10 +92,7 @@ impl Pattern {
         let Some(caps) = re.captures(path) else {
             return Vec::new();
         };
-        self.params
-            .iter()
-            .filter_map(|name| caps.name(name).map(|m| (name.as_str(), m.as_str())))
-            .collect()
+        self.params.iter().filter_map(|name| caps.name(name).map(|m| (name.as_str(), m.as_str()))).collect()
     }
 }
 

@@ -241,7 +241,8 @@ impl TestGateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let opts = ServeOptions { header_read_timeout: Duration::from_secs(2), shutdown_timeout: Duration::from_secs(5) };
+        let opts =
+            ServeOptions { header_read_timeout: Duration::from_secs(2), shutdown_timeout: Duration::from_secs(5) };
         let gw = Gateway::new(Arc::clone(&shared));
         let task = tokio::spawn(async move {
             server::serve(listener, gw, opts, async {
@@ -263,7 +264,8 @@ impl TestGateway {
 
     /// Sends a request through the gateway.
     pub async fn send(&self, method: &str, path: &str, token: Option<&str>) -> Reply {
-        let headers: Vec<(&str, String)> = token.map(|t| vec![("authorization", format!("Bearer {t}"))]).unwrap_or_default();
+        let headers: Vec<(&str, String)> =
+            token.map(|t| vec![("authorization", format!("Bearer {t}"))]).unwrap_or_default();
         self.send_with(method, path, &headers).await
     }
 
@@ -286,7 +288,8 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&self.body)))
     }
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
@@ -295,7 +298,10 @@ impl Reply {
 
 pub async fn send(req: Request<Full<Bytes>>) -> Reply {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req)).await.expect("response in time").expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
+        .await
+        .expect("response in time")
+        .expect("request");
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
     Reply { status: parts.status, headers: parts.headers, body }

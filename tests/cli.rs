@@ -1,0 +1,250 @@
+//! The real binary: `check`, `explain`, `mint`, `run` (with SIGHUP reload and
+//! SIGTERM shutdown) and a `demo` smoke test.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rolegate");
+
+fn rolegate(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).env("RUST_LOG", "warn").output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write_table(dir: &Path, upstream: &str, admin_role: &str) -> std::path::PathBuf {
+    write_keys(dir);
+    let text = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+[upstreams.default]
+url = "http://{upstream}"
+[[issuers]]
+issuer = "{ISS}"
+audiences = ["{AUD}"]
+keys = [{{ kid = "k1", pem_file = "rsa.pub.pem" }}]
+algorithms = ["RS256"]
+roles_claim = "ts_roles"
+[[routes]]
+name = "admin"
+path = "/admin/**"
+all_roles = ["{admin_role}"]
+"#
+    );
+    let path = dir.join("routes.toml");
+    // Write then rename: a reader never sees a half-written file.
+    let tmp = dir.join(".routes.toml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+/// Starts the binary and waits (with a deadline) for its `listening on ADDR` line.
+/// A child process that is killed (and reaped) if a test fails before it exits.
+struct Proc(Option<Child>);
+
+impl Proc {
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.0.as_ref().expect("running").id() as i32);
+        nix::sys::signal::kill(pid, sig).unwrap();
+    }
+
+    /// Waits (off the async runtime) for the process to exit.
+    async fn exit_status(mut self) -> std::process::ExitStatus {
+        let mut child = self.0.take().expect("running");
+        tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Stdout and stderr lines arrive on one channel.
+fn spawn(args: &[&str]) -> (Proc, SocketAddr, mpsc::Receiver<String>) {
+    let mut proc = Proc(Some(
+        Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let child = proc.0.as_mut().expect("just spawned");
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let pump = |reader: Box<dyn std::io::Read + Send>, tx: mpsc::Sender<String>| {
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    };
+    pump(Box::new(stdout), tx.clone());
+    pump(Box::new(stderr), tx);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx.recv_timeout(left).expect("the binary printed its listening line in time");
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            return (proc, addr.parse().unwrap(), rx);
+        }
+    }
+}
+
+async fn get(addr: SocketAddr, path: &str, token: &str) -> u16 {
+    let req = http::Request::get(format!("http://{addr}{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    send(req).await.status.as_u16()
+}
+
+#[test]
+fn check_reports_ok_and_errors_with_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_table(dir.path(), "127.0.0.1:9", "admin");
+    let (code, out, _) = rolegate(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok (1 routes, 1 issuers)"), "{out}");
+    let text = std::fs::read_to_string(&path).unwrap() + "\n[[routes]]\npath = \"/x\"\nupstream = \"missing\"\n";
+    std::fs::write(&path, text).unwrap();
+    let (code, _, err) = rolegate(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("routes.toml:18:") && err.contains("unknown upstream"), "{err}");
+    // ROLEGATE_CONFIG is honoured too.
+    let out = Command::new(BIN).arg("check").env("ROLEGATE_CONFIG", &path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn mint_then_explain_agree_with_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_table(dir.path(), "127.0.0.1:9", "admin");
+    let key = dir.path().join("rsa.key");
+    std::fs::write(&key, &keys().rsa.private_pem).unwrap();
+    let claims = json!({"iss": ISS, "aud": AUD, "sub": "u", "ts_roles": ["admin"]}).to_string();
+    let (code, token, err) =
+        rolegate(&["mint", "--key", key.to_str().unwrap(), "--claims", &claims, "--kid", "k1", "--ttl", "10m"]);
+    assert_eq!(code, 0, "{err}");
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3);
+    let cfg = path.to_str().unwrap();
+    let (_, out, _) =
+        rolegate(&["explain", "--config", cfg, "--method", "GET", "--path", "/admin/x", "--token", token]);
+    assert!(out.contains("route:       \"admin\"") && out.contains("verdict:     allow"), "{out}");
+    let (_, out, _) = rolegate(&[
+        "explain",
+        "--config",
+        cfg,
+        "--method",
+        "GET",
+        "--path",
+        "/admin/x",
+        "--claims",
+        r#"{"ts_roles":["user"]}"#,
+    ]);
+    assert!(out.contains("verdict:     deny 403 insufficient_scope"), "{out}");
+    let (_, out, _) = rolegate(&["explain", "--config", cfg, "--method", "GET", "--path", "/nope", "--claims", "{}"]);
+    assert!(out.contains("deny 404 no_route"), "{out}");
+    let (_, expired, _) =
+        rolegate(&["mint", "--key", key.to_str().unwrap(), "--claims", &claims, "--kid", "k1", "--ttl", "-1h"]);
+    let (_, out, _) =
+        rolegate(&["explain", "--config", cfg, "--method", "GET", "--path", "/admin/x", "--token", expired.trim()]);
+    assert!(out.contains("deny 401 invalid_token") && out.contains("expired"), "{out}");
+    // HS256 from an environment variable.
+    let out = Command::new(BIN)
+        .args(["mint", "--secret-env", "MY_SECRET", "--claims", "{\"sub\":\"s\"}"])
+        .env("MY_SECRET", "s3cret")
+        .output()
+        .unwrap();
+    let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(jsonwebtoken::decode_header(&t).unwrap().alg, jsonwebtoken::Algorithm::HS256);
+}
+
+#[tokio::test]
+async fn run_serves_reloads_on_sighup_and_stops_on_sigterm() {
+    let echo = rolegate::echo::Echo::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_table(dir.path(), &echo.addr.to_string(), "admin");
+    let (child, addr, lines) = spawn(&["run", "--config", path.to_str().unwrap()]);
+    let admin = rs256(&claims(json!({"ts_roles": ["admin"]})));
+    let ops = rs256(&claims(json!({"ts_roles": ["ops"]})));
+    assert_eq!(get(addr, "/admin/x", &admin).await, 200);
+    assert_eq!(get(addr, "/admin/x", &ops).await, 403);
+
+    // Require "ops" instead, reload by SIGHUP, and poll for the new verdict.
+    write_table(dir.path(), &echo.addr.to_string(), "ops");
+    child.signal(nix::sys::signal::Signal::SIGHUP);
+    let probe = || {
+        let ops = ops.clone();
+        async move { get(addr, "/admin/x", &ops).await == 200 }
+    };
+    assert!(wait_until(Duration::from_secs(10), probe).await, "the reload was not applied in time");
+    assert_eq!(get(addr, "/admin/x", &admin).await, 403);
+
+    // An invalid file is refused whole: the old table keeps serving.
+    std::fs::write(&path, "[[routes]]\npath = \"/admin/**b\"\n").unwrap();
+    child.signal(nix::sys::signal::Signal::SIGHUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+            Ok(line) if line.contains("reload refused") => break line,
+            Ok(_) => continue,
+            Err(_) => panic!("no 'reload refused' log line in time"),
+        }
+    };
+    assert!(refused.contains("routes.toml:2:"), "the refusal names file:line: {refused}");
+    assert_eq!(get(addr, "/admin/x", &ops).await, 200);
+    assert_eq!(get(addr, "/admin/x", &admin).await, 403);
+
+    child.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = child.exit_status().await;
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn demo_prints_working_curl_lines() {
+    let (child, addr, lines) = spawn(&["demo", "--listen", "127.0.0.1:0"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut curls = Vec::new();
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+        if line.starts_with("curl") {
+            curls.push(line);
+        }
+    }
+    assert!(curls.len() >= 8, "{curls:?}");
+    assert!(curls.iter().all(|c| c.contains(&addr.to_string())));
+    let token_of = |line: &str| line.split("Bearer ").nth(1).map(|t| t.split('\'').next().unwrap().to_owned());
+    // First line: reader reads a user (200); fifth: expired token (401).
+    assert_eq!(get(addr, "/v1/users/7", &token_of(&curls[0]).unwrap()).await, 200);
+    assert_eq!(get(addr, "/v1/users/7", &token_of(&curls[4]).unwrap()).await, 401);
+    child.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = child.exit_status().await;
+    assert!(status.success());
+}

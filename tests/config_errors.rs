@@ -1,0 +1,150 @@
+//! Config errors name file:line, every kind of them, and the example table is valid.
+
+mod support;
+
+use std::path::Path;
+
+use support::*;
+
+const BASE: &str = r#"[server]
+listen = "127.0.0.1:0"
+
+[upstreams.default]
+url = "http://127.0.0.1:9"
+
+[[issuers]]
+issuer = "https://idp.test"
+keys = [{ kid = "k1", pem_file = "rsa.pub.pem" }]
+algorithms = ["RS256"]
+"#;
+
+/// Loads `BASE + extra` and returns the error text (panics if it loads).
+fn errors_of(extra: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    write_keys(dir.path());
+    let path = dir.path().join("routes.toml");
+    std::fs::write(&path, format!("{BASE}{extra}")).unwrap();
+    match rolegate::config::load(&path, None) {
+        Ok(_) => panic!("should be invalid:\n{extra}"),
+        Err(e) => e.to_string().replace(&path.display().to_string(), "routes.toml"),
+    }
+}
+
+fn loads(text: &str, dir: &Path) -> rolegate::snapshot::Snapshot {
+    let path = dir.join("routes.toml");
+    std::fs::write(&path, text).unwrap();
+    rolegate::config::load(&path, None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn base_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    write_keys(dir.path());
+    let s = loads(BASE, dir.path());
+    assert_eq!(s.routes.len(), 0);
+    assert_eq!(s.generation, 1);
+}
+
+#[test]
+fn unknown_key_names_its_line() {
+    let e = errors_of("\n[[routes]]\npath = \"/a\"\nall_permision = [\"x\"]\n");
+    assert!(e.starts_with("routes.toml:14:"), "{e}");
+    assert!(e.contains("all_permision"), "{e}");
+}
+
+#[test]
+fn syntax_error_names_its_line() {
+    let e = errors_of("\n[[routes]]\npath = \"/a\n");
+    assert!(e.starts_with("routes.toml:13:"), "{e}");
+}
+
+#[test]
+fn bad_glob_names_its_line() {
+    let e = errors_of("\n[[routes]]\npath = \"/a/**b\"\n");
+    assert!(e.starts_with("routes.toml:13:"), "{e}");
+    assert!(e.contains("'**' must be a whole segment"), "{e}");
+    let e = errors_of("\n[[routes]]\npath = \"/a/{b\"\n");
+    assert!(e.starts_with("routes.toml:13:") && e.contains("unclosed"), "{e}");
+    let e = errors_of("\n[[routes]]\npath = \"no-slash\"\n");
+    assert!(e.contains("must start with '/'"), "{e}");
+}
+
+#[test]
+fn unknown_upstream_names_its_line() {
+    let e = errors_of("\n[[routes]]\npath = \"/a\"\nupstream = \"nope\"\n");
+    assert!(e.starts_with("routes.toml:14:"), "{e}");
+    assert!(e.contains("unknown upstream \"nope\""), "{e}");
+}
+
+#[test]
+fn role_cycle_and_unknown_include() {
+    let e = errors_of("\n[roles.a]\nincludes = [\"b\"]\n[roles.b]\nincludes = [\"a\"]\n");
+    assert!(e.contains("role cycle: a -> b -> a"), "{e}");
+    assert!(e.starts_with("routes.toml:12:"), "{e}");
+    let e = errors_of("\n[roles.a]\nincludes = [\"ghost\"]\n");
+    assert!(e.starts_with("routes.toml:13:") && e.contains("unknown role \"ghost\""), "{e}");
+}
+
+#[test]
+fn unreadable_or_bad_key_file() {
+    let e = errors_of("\n[[issuers]]\nissuer = \"x\"\nkeys = [{ pem_file = \"missing.pem\" }]\n");
+    assert!(e.starts_with("routes.toml:14:") && e.contains("cannot read key file"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    write_keys(dir.path());
+    std::fs::write(dir.path().join("priv.pem"), &keys().rsa.private_pem).unwrap();
+    let path = dir.path().join("routes.toml");
+    std::fs::write(&path, format!("{BASE}\n[[issuers]]\nissuer = \"x\"\nkeys = [{{ pem_file = \"priv.pem\" }}]\n"))
+        .unwrap();
+    let e = rolegate::config::load(&path, None).unwrap_err().to_string();
+    assert!(e.contains("private key"), "{e}");
+}
+
+#[test]
+fn claim_template_must_name_a_path_parameter() {
+    let e = errors_of("\n[[routes]]\npath = \"/t/{tenant}/**\"\nclaims = { tid = \"{tenat}\" }\n");
+    assert!(e.starts_with("routes.toml:14:") && e.contains("no parameter {tenat}"), "{e}");
+}
+
+#[test]
+fn other_semantic_errors() {
+    let cases = [
+        ("\n[[routes]]\npath = \"/a\"\nmethods = [\"G T\"]\n", "not an HTTP method"),
+        ("\n[[routes]]\npath = \"/a\"\npublic = true\nall_roles = [\"x\"]\n", "is public and has requirements"),
+        ("\n[[routes]]\npath = \"/a\"\nany_of = [{}]\n", "any_of alternative with no requirement"),
+        ("\n[forward]\nheaders = { \"x-forwarded-for\" = \"sub\" }\n", "set by the gateway itself"),
+        ("\n[forward]\nheaders = { \"x-a\" = \"$nope\" }\n", "unknown identity source"),
+        ("\n[defaults]\nunmatched = \"allow\"\n", "unknown variant"),
+        ("\n[[routes]]\npath = \"/a\"\nmode = \"audit\"\n", "unknown variant"),
+        ("\n[[issuers]]\nissuer = \"y\"\nsecret_env = \"ROLEGATE_TEST_SURELY_UNSET\"\n", "is not set"),
+        (
+            "\n[[issuers]]\nissuer = \"z\"\nalgorithms = [\"none\"]\nsecret_env = \"ROLEGATE_TEST_HS_SECRET\"\n",
+            "never accepted",
+        ),
+        ("\n[[issuers]]\nissuer = \"w\"\n", "has no keys"),
+        ("\n[[issuers]]\nissuer = \"https://idp.test\"\nkeys = [{ pem_file = \"rsa.pub.pem\" }]\n", "listed twice"),
+        ("\n[upstreams.x]\nurl = \"http://127.0.0.1:9/base\"\n", "has a path"),
+    ];
+    let _ = keys();
+    for (extra, want) in cases {
+        let e = errors_of(extra);
+        assert!(e.contains(want), "expected {want:?} in:\n{e}");
+        assert!(e.starts_with("routes.toml:"), "{e}");
+    }
+}
+
+#[test]
+fn errors_are_collected_not_stopped_at_the_first() {
+    let e = errors_of("\n[[routes]]\npath = \"/a/**b\"\n\n[[routes]]\npath = \"/c\"\nupstream = \"nope\"\n");
+    assert_eq!(e.lines().count(), 2, "{e}");
+}
+
+#[test]
+fn the_example_routes_toml_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    std::fs::write(dir.path().join("keys/idp.pub.pem"), &keys().rsa.public_pem).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/routes.toml")).unwrap();
+    let s = loads(&text, dir.path());
+    assert!(s.routes.len() >= 5);
+    assert_eq!(s.issuers.len(), 1);
+}
