@@ -9,7 +9,6 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context as _};
 use arc_swap::ArcSwap;
 use clap::{Args, Parser, Subcommand};
-use tokio::net::TcpListener;
 
 use crate::auth;
 use crate::config;
@@ -92,7 +91,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => runtime().and_then(|rt| rt.block_on(run(&cli.config))),
+        Command::Run => run(&cli.config),
         Command::Check => return check(&cli.config),
         Command::Explain(args) => explain(&cli.config, &args),
         Command::Demo { listen } => runtime()
@@ -118,7 +117,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
 }
 
-async fn run(path: &Path) -> anyhow::Result<ExitCode> {
+/// `rolegate run`: load (exit 1 on errors, before binding), bind, serve with
+/// worker threads; this thread handles signals (SIGHUP reload, SIGTERM stop).
+fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let snapshot = match config::load(path, None) {
         Ok(s) => s,
         Err(errors) => {
@@ -129,20 +130,34 @@ async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     for w in &snapshot.warnings {
         tracing::warn!("{w}");
     }
-    let listener = TcpListener::bind(snapshot.server.listen)
-        .await
+    let listener = std::net::TcpListener::bind(snapshot.server.listen)
         .with_context(|| format!("cannot listen on {}", snapshot.server.listen))?;
     let bound = listener.local_addr()?;
     let opts = ServeOptions {
         header_read_timeout: snapshot.server.header_read_timeout,
         shutdown_timeout: snapshot.server.shutdown_timeout,
     };
-    tracing::info!(routes = snapshot.routes.len(), issuers = snapshot.issuers.len(), "route table loaded");
+    let workers = match snapshot.server.workers {
+        0 => server::default_workers(),
+        n => n,
+    };
+    tracing::info!(routes = snapshot.routes.len(), issuers = snapshot.issuers.len(), workers, "route table loaded");
     let shared = Arc::new(ArcSwap::from_pointee(snapshot));
-    tokio::spawn(reload::on_sighup(Arc::clone(&shared), path.to_path_buf()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let gateway = Gateway::new(Arc::clone(&shared));
+    let serving = std::thread::Builder::new()
+        .name("rolegate-serve".into())
+        .spawn(move || server::serve_workers(listener, gateway, opts, workers, stop_rx))?;
     // Scripts and tests read the bound address from this line.
     println!("listening on {bound}");
-    server::serve(listener, Gateway::new(shared), opts, server::shutdown_signal()).await;
+    let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    signals.block_on(async {
+        tokio::spawn(reload::on_sighup(Arc::clone(&shared), path.to_path_buf()));
+        server::shutdown_signal().await;
+        tracing::info!("stop requested");
+        let _ = stop_tx.send(true);
+    });
+    serving.join().map_err(|_| anyhow!("a worker thread panicked"))??;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,6 +2,8 @@
 //! upstreams, and it takes a [`Permit`]: there is no way to forward a request
 //! that was not decided, nor to a path other than the one authorized.
 
+use std::cell::Cell;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -13,9 +15,24 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::decide::Permit;
 
-/// One `[upstreams.NAME]`, with its pooled keep-alive client. Shared by
-/// snapshots: a reload keeps the same `Upstream` (and pool) when its settings
-/// are unchanged.
+/// Each worker thread keeps its own connection pool per upstream, so that a
+/// pooled connection is always driven by the runtime that uses it.
+const MAX_POOLS: usize = 64;
+
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Called once by each worker thread (see `server::serve_workers`).
+pub fn set_worker_index(index: usize) {
+    WORKER.with(|w| w.set(index % MAX_POOLS));
+}
+
+type UpstreamClient = Client<HttpConnector, Incoming>;
+
+/// One `[upstreams.NAME]`, with pooled keep-alive clients (one per worker).
+/// Shared by snapshots: a reload keeps the same `Upstream` (and pools) when
+/// its settings are unchanged.
 pub struct Upstream {
     pub name: String,
     pub url: String,
@@ -23,7 +40,7 @@ pub struct Upstream {
     authority: Authority,
     pub connect_timeout: Duration,
     pub timeout: Duration,
-    client: Client<HttpConnector, Incoming>,
+    clients: Box<[OnceLock<UpstreamClient>]>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -46,14 +63,29 @@ impl Upstream {
                 "upstream url {url:?} has a path; the path forwarded is exactly the request's, so give scheme://host:port only"
             ));
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        Ok(Upstream { name: name.to_owned(), url: url.to_owned(), scheme, authority, connect_timeout, timeout, client })
+        Ok(Upstream {
+            name: name.to_owned(),
+            url: url.to_owned(),
+            scheme,
+            authority,
+            connect_timeout,
+            timeout,
+            clients: (0..MAX_POOLS).map(|_| OnceLock::new()).collect(),
+        })
+    }
+
+    /// This worker's pooled client (made on first use).
+    fn client(&self) -> &UpstreamClient {
+        let slot = &self.clients[WORKER.with(Cell::get)];
+        slot.get_or_init(|| {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(self.connect_timeout));
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_timer(TokioTimer::new())
+                .build(connector)
+        })
     }
 
     /// Whether a reload may keep this upstream (and its connection pool).
@@ -89,7 +121,7 @@ pub async fn forward(mut req: Request<Incoming>, permit: &Permit) -> Result<Resp
     *req.uri_mut() = Uri::from_parts(parts).map_err(|e| UpstreamError::Failed(up.name.clone(), e.to_string()))?;
     // The upstream speaks HTTP/1.1 whatever the client spoke.
     *req.version_mut() = http::Version::HTTP_11;
-    match tokio::time::timeout(up.timeout, up.client.request(req)).await {
+    match tokio::time::timeout(up.timeout, up.client().request(req)).await {
         Err(_) => Err(UpstreamError::Timeout(up.name.clone())),
         Ok(Ok(resp)) => Ok(resp),
         Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(up.name.clone())),

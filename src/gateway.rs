@@ -97,10 +97,12 @@ impl Gateway {
         ctx.route = Some(Arc::clone(&route.name));
         let auth = match (&route.access, token) {
             (crate::routes::Access::Public, _) | (_, None) => Auth::Missing,
-            (_, Some(token)) => match auth::verify(token, &snap.issuers, &snap.roles, now_secs()) {
-                Ok(identity) => Auth::Valid(Arc::new(identity)),
-                Err(e) => Auth::Invalid(e),
-            },
+            (_, Some(token)) => {
+                match auth::verify_cached(token, &snap.issuers, &snap.roles, snap.token_cache.as_ref(), now_secs()) {
+                    Ok(identity) => Auth::Valid(identity),
+                    Err(e) => Auth::Invalid(e),
+                }
+            }
         };
         let permit = decide::decide(route, target, auth)?;
         if let Some(id) = permit.identity() {

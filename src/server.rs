@@ -68,6 +68,61 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
     }
 }
 
+/// Serves one listening socket with `workers` threads, each running its own
+/// single-threaded tokio runtime that accepts from the shared socket and keeps
+/// every connection it accepts (nginx's worker model: no cross-thread wake-ups
+/// or work stealing on the request path). Returns when `shutdown` turns true
+/// and every worker has drained.
+pub fn serve_workers(
+    listener: std::net::TcpListener,
+    gateway: Gateway,
+    opts: ServeOptions,
+    workers: usize,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let mut threads = Vec::with_capacity(workers);
+    for index in 0..workers.max(1) {
+        let socket = listener.try_clone()?;
+        let gateway = gateway.clone();
+        let mut stop = shutdown.clone();
+        let thread = std::thread::Builder::new().name(format!("rolegate-worker-{index}")).spawn(move || {
+            crate::forward::set_worker_index(index);
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start a worker runtime");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match TcpListener::from_std(socket) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot register the listener");
+                        return;
+                    }
+                };
+                serve(listener, gateway, opts, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            });
+        })?;
+        threads.push(thread);
+    }
+    drop(listener);
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+/// The worker count for `[server] workers = 0`: one per CPU this process may run on.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     #[cfg(unix)]

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
 use crate::auth::claims::RoleClosure;
-use crate::auth::Issuers;
+use crate::auth::{Issuers, TokenCache};
 use crate::forward::Upstream;
 use crate::headers::ForwardPlan;
 use crate::routes::{Route, RouteTable};
@@ -27,6 +27,8 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<IpNet>,
     pub shutdown_timeout: Duration,
     pub header_read_timeout: Duration,
+    /// Worker threads (`[server] workers`, 0 = one per CPU).
+    pub workers: usize,
 }
 
 #[derive(Debug)]
@@ -43,6 +45,8 @@ pub struct Snapshot {
     pub roles: RoleClosure,
     pub forward: ForwardPlan,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// Verified tokens of this snapshot (`None`: `[defaults] token_cache = 0`).
+    pub token_cache: Option<TokenCache>,
     /// Non-fatal findings of the compiler (shown by `check`, logged at load).
     pub warnings: Vec<String>,
 }

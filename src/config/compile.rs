@@ -19,7 +19,7 @@ use super::error::{ConfigError, ConfigErrors, Locator};
 use super::file::{ClaimValue, IssuerSpec, ModeSpec, RequirementSpec, RouteSpec, RoutesFile, UnmatchedSpec};
 use crate::auth::claims::RoleClosure;
 use crate::auth::keys::{self, VerifyKey};
-use crate::auth::{Issuer, Issuers};
+use crate::auth::{Issuer, Issuers, TokenCache};
 use crate::decide::{ClaimCheck, Requirement, TemplatePart};
 use crate::forward::Upstream;
 use crate::headers::{ForwardPlan, IdentitySource};
@@ -109,6 +109,7 @@ pub fn compile(
         roles,
         forward,
         upstreams,
+        token_cache: (file.defaults.token_cache > 0).then(|| TokenCache::new(file.defaults.token_cache)),
         warnings: c.warnings,
     })
 }
@@ -139,6 +140,7 @@ fn compile_server(c: &mut Compiler<'_>, file: &RoutesFile) -> Option<ServerSetti
         trusted_proxies: trusted,
         shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms),
         header_read_timeout: Duration::from_millis(s.header_read_timeout_ms.max(1)),
+        workers: s.workers,
     })
 }
 

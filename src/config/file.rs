@@ -43,6 +43,9 @@ pub struct ServerSpec {
     /// How long in-flight requests may take to finish on SIGTERM.
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
+    /// Worker threads, each with its own event loop; 0 = one per CPU.
+    #[serde(default)]
+    pub workers: usize,
     /// Time allowed for a client to send the request headers (slowloris guard).
     #[serde(default = "default_header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
@@ -56,6 +59,7 @@ impl Default for ServerSpec {
             tls: None,
             trusted_proxies: Vec::new(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
+            workers: 0,
             header_read_timeout_ms: default_header_read_timeout_ms(),
         }
     }
@@ -148,11 +152,20 @@ impl Default for ForwardSpec {
 }
 
 /// `[defaults]`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DefaultsSpec {
     #[serde(default)]
     pub unmatched: UnmatchedSpec,
+    /// Verified-token cache size (about this many tokens of up to 1 KiB); 0 turns it off.
+    #[serde(default = "default_token_cache")]
+    pub token_cache: usize,
+}
+
+impl Default for DefaultsSpec {
+    fn default() -> Self {
+        DefaultsSpec { unmatched: UnmatchedSpec::default(), token_cache: default_token_cache() }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
@@ -272,6 +285,9 @@ fn default_permissions_claim() -> Vec<String> {
 }
 fn default_tenant_claim() -> String {
     "tid".to_owned()
+}
+fn default_token_cache() -> usize {
+    10_000
 }
 fn default_true() -> bool {
     true

@@ -1,0 +1,72 @@
+//! The verified-token cache: a token that verified once is not verified again
+//! until it expires, so a cache hit costs a hash and a comparison instead of a
+//! signature check and two JSON parses.
+//!
+//! Correctness: the cache belongs to one snapshot, so a reload (new keys, new
+//! issuers, new roles) starts with an empty cache; an entry is used only while
+//! `now` is before the token's `exp` (minus the issuer's leeway, as in `verify`);
+//! only tokens that verified are stored, never failures.
+//!
+//! Side channels: lookups hash the presented token with a per-process random
+//! seed (foldhash), and compare the full token only against entries of the same
+//! hash, so timing reveals nothing about a cached token to someone who does not
+//! already hold it. Memory is bounded: each entry weighs one unit plus one per
+//! KiB of token, and the total weight is the configured `token_cache` size.
+
+use std::sync::Arc;
+
+use quick_cache::sync::Cache;
+use quick_cache::Weighter;
+
+use super::Identity;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct TokenWeight;
+
+impl Weighter<Box<str>, Arc<Identity>> for TokenWeight {
+    fn weight(&self, token: &Box<str>, _: &Arc<Identity>) -> u64 {
+        1 + (token.len() as u64 >> 10)
+    }
+}
+
+/// Verified identities by token.
+pub struct TokenCache {
+    inner: Cache<Box<str>, Arc<Identity>, TokenWeight>,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache").field("len", &self.inner.len()).field("capacity", &self.inner.capacity()).finish()
+    }
+}
+
+impl TokenCache {
+    /// A cache of about `capacity` typical (≤ 1 KiB) tokens.
+    pub fn new(capacity: usize) -> Self {
+        TokenCache { inner: Cache::with_weighter(capacity, capacity as u64, TokenWeight) }
+    }
+
+    /// The identity of a token verified before, while it is still unexpired at `now`.
+    pub fn get(&self, token: &str, now: u64) -> Option<Arc<Identity>> {
+        let id = self.inner.get(token)?;
+        match id.expires_at {
+            Some(exp) if now.saturating_sub(id.issuer.leeway_s) >= exp => {
+                self.inner.remove(token);
+                None
+            }
+            _ => Some(id),
+        }
+    }
+
+    pub fn insert(&self, token: &str, identity: Arc<Identity>) {
+        self.inner.insert(Box::from(token), identity);
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
