@@ -130,7 +130,7 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
     for w in &snapshot.warnings {
         tracing::warn!("{w}");
     }
-    let listener = std::net::TcpListener::bind(snapshot.server.listen)
+    let listener = server::bind(snapshot.server.listen)
         .with_context(|| format!("cannot listen on {}", snapshot.server.listen))?;
     let bound = listener.local_addr()?;
     let opts = ServeOptions {

@@ -14,7 +14,7 @@ use crate::auth;
 use crate::decide::{self, Auth};
 use crate::error::{Body, GatewayError};
 use crate::forward;
-use crate::headers::{self, Peer};
+use crate::headers::{self, ClientConn, Peer};
 use crate::normalize;
 use crate::snapshot::{Shared, Snapshot};
 
@@ -41,15 +41,17 @@ impl Gateway {
         &self.shared
     }
 
-    /// Handles one request from a client at `peer` (plain TCP unless `tls`).
-    pub async fn handle(&self, req: Request<Incoming>, peer: std::net::SocketAddr, tls: bool) -> Response<Body> {
+    /// Handles one request from the client at the other end of `conn`.
+    pub async fn handle(&self, req: Request<Incoming>, conn: &ClientConn) -> Response<Body> {
         let started = Instant::now();
         // One snapshot for the whole request, even if a reload swaps it meanwhile.
         let snap = self.shared.load_full();
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
         let mut ctx = RequestCtx::default();
-        let peer = Peer { ip: peer.ip(), trusted: headers::is_trusted(&snap.server.trusted_proxies, peer.ip()), tls };
+        let trusted =
+            !snap.server.trusted_proxies.is_empty() && headers::is_trusted(&snap.server.trusted_proxies, conn.addr.ip());
+        let peer = Peer { conn, trusted };
         let resp = match self.enforce_and_forward(&snap, &mut ctx, req, peer, &request_id).await {
             Ok(resp) => resp,
             Err(err) => {
@@ -68,7 +70,7 @@ impl Gateway {
             status = resp.status().as_u16(),
             subject = ctx.subject.as_deref().unwrap_or("-"),
             reason = ctx.reason.as_deref().unwrap_or("-"),
-            client = %peer.ip,
+            client = %conn.addr.ip(),
             duration_us = started.elapsed().as_micros() as u64,
         );
         resp
@@ -79,7 +81,7 @@ impl Gateway {
         snap: &Snapshot,
         ctx: &mut RequestCtx,
         mut req: Request<Incoming>,
-        peer: Peer,
+        peer: Peer<'_>,
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, GatewayError> {
         let target = normalize::normalize_request(req.method(), req.uri(), req.headers())?;

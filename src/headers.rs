@@ -2,7 +2,7 @@
 //! `X-Forwarded-*`, request ids, and the identity headers of `[forward]`,
 //! whose client-sent copies are always removed.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -75,13 +75,32 @@ pub struct ForwardPlan {
     pub identity: Vec<(HeaderName, IdentitySource)>,
 }
 
-/// Per-connection facts the request headers are rewritten with.
+/// The client end of one connection, prepared once per connection.
+#[derive(Debug, Clone)]
+pub struct ClientConn {
+    pub addr: SocketAddr,
+    /// The client's IP as a header value (for `X-Forwarded-For`).
+    pub ip_header: HeaderValue,
+    pub tls: bool,
+}
+
+impl ClientConn {
+    pub fn new(addr: SocketAddr, tls: bool) -> Self {
+        let ip = match addr.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 @ IpAddr::V4(_) => v4,
+        };
+        let ip_header = HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ClientConn { addr, ip_header, tls }
+    }
+}
+
+/// Who sent this request, as far as header rewriting is concerned.
 #[derive(Debug, Clone, Copy)]
-pub struct Peer {
-    pub ip: IpAddr,
+pub struct Peer<'a> {
+    pub conn: &'a ClientConn,
     /// The peer is a trusted proxy: append to its `X-Forwarded-*` instead of replacing them.
     pub trusted: bool,
-    pub tls: bool,
 }
 
 /// Whether `ip` is in any of the trusted proxy networks.
@@ -97,7 +116,7 @@ pub fn is_trusted(nets: &[IpNet], ip: IpAddr) -> bool {
 pub fn upstream_request(
     headers: &mut HeaderMap,
     plan: &ForwardPlan,
-    peer: Peer,
+    peer: Peer<'_>,
     host: Option<&HeaderValue>,
     request_id: &HeaderValue,
     identity: Option<&Identity>,
@@ -109,12 +128,13 @@ pub fn upstream_request(
     if !plan.authorization {
         headers.remove(header::AUTHORIZATION);
     }
-    let proto = HeaderValue::from_static(if peer.tls { "https" } else { "http" });
-    let ip = HeaderValue::from_str(&peer.ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    let proto = HeaderValue::from_static(if peer.conn.tls { "https" } else { "http" });
+    let ip = peer.conn.ip_header.clone();
     if peer.trusted {
         let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prev) if !prev.trim().is_empty() => {
-                HeaderValue::from_str(&format!("{prev}, {}", peer.ip)).unwrap_or(ip)
+                let joined = format!("{prev}, {}", peer.conn.ip_header.to_str().unwrap_or("unknown"));
+                HeaderValue::from_str(&joined).unwrap_or(ip)
             }
             _ => ip,
         };
@@ -184,7 +204,16 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         h.finish()
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    HeaderValue::from_str(&format!("{prefix:016x}{n:08x}")).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    // 16 hex digits of prefix, 8 of counter (wrapping), without the formatting machinery.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 24];
+    for (i, b) in buf[..16].iter_mut().enumerate() {
+        *b = HEX[((prefix >> (60 - 4 * i)) & 15) as usize];
+    }
+    for (i, b) in buf[16..].iter_mut().enumerate() {
+        *b = HEX[((n >> (28 - 4 * i)) & 15) as usize];
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
