@@ -4,7 +4,6 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY routes.toml ./
-COPY benches ./benches
 RUN cargo build --release --locked --bin rolegate
 
 FROM debian:bookworm-slim

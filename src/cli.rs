@@ -130,8 +130,8 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
     for w in &snapshot.warnings {
         tracing::warn!("{w}");
     }
-    let listener = server::bind(snapshot.server.listen)
-        .with_context(|| format!("cannot listen on {}", snapshot.server.listen))?;
+    let listener =
+        server::bind(snapshot.server.listen).with_context(|| format!("cannot listen on {}", snapshot.server.listen))?;
     let bound = listener.local_addr()?;
     let opts = ServeOptions {
         header_read_timeout: snapshot.server.header_read_timeout,

@@ -49,8 +49,8 @@ impl Gateway {
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
         let mut ctx = RequestCtx::default();
-        let trusted =
-            !snap.server.trusted_proxies.is_empty() && headers::is_trusted(&snap.server.trusted_proxies, conn.addr.ip());
+        let trusted = !snap.server.trusted_proxies.is_empty()
+            && headers::is_trusted(&snap.server.trusted_proxies, conn.addr.ip());
         let peer = Peer { conn, trusted };
         let resp = match self.enforce_and_forward(&snap, &mut ctx, req, peer, &request_id).await {
             Ok(resp) => resp,
