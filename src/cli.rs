@@ -151,13 +151,42 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
     // Scripts and tests read the bound address from this line.
     println!("listening on {bound}");
     let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    signals.block_on(async {
-        tokio::spawn(reload::on_sighup(Arc::clone(&shared), path.to_path_buf()));
-        server::shutdown_signal().await;
-        tracing::info!("stop requested");
-        let _ = stop_tx.send(true);
-    });
-    serving.join().map_err(|_| anyhow!("a worker thread panicked"))??;
+    let reloader = reload::Reloader::new(Arc::clone(&shared), path.to_path_buf());
+    let admin = crate::admin::Admin::new(Arc::clone(&reloader));
+    let admin_listener = match shared.load().server.admin_listen {
+        Some(addr) => {
+            let l = server::bind(addr).with_context(|| format!("cannot listen on {addr} (admin)"))?;
+            l.set_nonblocking(true)?;
+            println!("admin listening on {}", l.local_addr()?);
+            Some(l)
+        }
+        None => None,
+    };
+    signals
+        .block_on(async {
+            if let Some(l) = admin_listener {
+                match tokio::net::TcpListener::from_std(l) {
+                    Ok(l) => drop(tokio::spawn(crate::admin::serve(l, Arc::clone(&admin)))),
+                    Err(e) => tracing::error!(error = %e, "cannot serve the admin endpoints"),
+                }
+            }
+            tokio::spawn(reload::on_sighup(Arc::clone(&reloader)));
+            let _watch = match reload::watch(Arc::clone(&reloader)) {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch the route table's files; reload with SIGHUP");
+                    None
+                }
+            };
+            server::shutdown_signal().await;
+            tracing::info!("stop requested");
+            admin.set_stopping();
+            let _ = stop_tx.send(true);
+            // Keep this runtime (admin endpoints: /readyz now 503) alive while workers drain.
+            tokio::task::spawn_blocking(move || serving.join()).await
+        })
+        .map_err(|e| anyhow!("waiting for the workers: {e}"))?
+        .map_err(|_| anyhow!("a worker thread panicked"))??;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -16,6 +16,7 @@
 //!   error::GatewayError::response  the one status/header/body mapping
 //! ```
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;

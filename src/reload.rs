@@ -1,39 +1,124 @@
 //! Reloading the route table: build a complete new snapshot off the request
 //! path and swap it in atomically; on any error keep serving the old one.
 //! The only writer of the snapshot slot.
+//!
+//! Triggers: SIGHUP (always reloads) and a file watcher on the directories of
+//! `routes.toml` and of every key file it names. Watching directories rather
+//! than files catches editors that save by rename, delete-and-recreate, and
+//! Kubernetes ConfigMap updates (which swap a `..data` symlink). Bursts of
+//! events are debounced into one reload; a reload whose inputs hash the same as
+//! the serving snapshot's changes nothing.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
 
 use crate::config::{self, ConfigErrors};
 use crate::snapshot::Shared;
 
-/// Reloads `path` into `shared`. Returns the new generation, or the errors
-/// (the old snapshot stays in place).
-pub fn reload(shared: &Shared, path: &Path) -> Result<u64, ConfigErrors> {
-    let current = shared.load_full();
-    match config::load(path, Some(&current)) {
-        Ok(next) => {
-            if next.server != current.server {
-                tracing::warn!("[server] changed; listeners and server settings apply only after a restart");
+/// Quiet time after the last file event before reloading.
+pub const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// What one reload attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new snapshot of this generation is serving.
+    Applied(u64),
+    /// The inputs are byte-for-byte what is already serving.
+    Unchanged,
+    /// The file is invalid; the old snapshot keeps serving.
+    Refused(ConfigErrors),
+}
+
+/// Counters and the last error, for `/config` and logs.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    pub applied: u64,
+    pub unchanged: u64,
+    pub refused: u64,
+    pub last_applied_at: Option<SystemTime>,
+    /// When and why the last refused reload was refused.
+    pub last_error: Option<(SystemTime, String)>,
+}
+
+/// Reloads one routes file into one snapshot slot.
+#[derive(Debug)]
+pub struct Reloader {
+    shared: Shared,
+    path: PathBuf,
+    status: Mutex<ReloadStatus>,
+}
+
+impl Reloader {
+    pub fn new(shared: Shared, path: PathBuf) -> Arc<Reloader> {
+        Arc::new(Reloader { shared, path, status: Mutex::new(ReloadStatus::default()) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    pub fn status(&self) -> ReloadStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Compiles the file and swaps it in when valid. `force` applies it even
+    /// when its inputs are unchanged (SIGHUP). Blocking: call off the reactor.
+    pub fn reload(&self, force: bool) -> Outcome {
+        let current = self.shared.load_full();
+        let outcome = match config::load(&self.path, Some(&current)) {
+            Ok(next) if !force && next.fingerprint == current.fingerprint => Outcome::Unchanged,
+            Ok(next) => {
+                if next.server != current.server {
+                    tracing::warn!("[server] changed; listeners and server settings apply only after a restart");
+                }
+                for w in &next.warnings {
+                    tracing::warn!("{w}");
+                }
+                let generation = next.generation;
+                let routes = next.routes.len();
+                self.shared.store(Arc::new(next));
+                tracing::info!(generation, routes, "route table reloaded");
+                Outcome::Applied(generation)
             }
-            for w in &next.warnings {
-                tracing::warn!("{w}");
+            Err(errors) => {
+                tracing::error!(%errors, "reload refused; the previous route table keeps serving");
+                Outcome::Refused(errors)
             }
-            let generation = next.generation;
-            shared.store(Arc::new(next));
-            tracing::info!(generation, routes = shared.load().routes.len(), "route table reloaded");
-            Ok(generation)
+        };
+        if let Ok(mut s) = self.status.lock() {
+            match &outcome {
+                Outcome::Applied(_) => {
+                    s.applied += 1;
+                    s.last_applied_at = Some(SystemTime::now());
+                }
+                Outcome::Unchanged => s.unchanged += 1,
+                Outcome::Refused(e) => {
+                    s.refused += 1;
+                    s.last_error = Some((SystemTime::now(), e.to_string()));
+                }
+            }
         }
-        Err(errors) => {
-            tracing::error!(%errors, "reload refused; the previous route table keeps serving");
-            Err(errors)
-        }
+        outcome
+    }
+
+    /// [`Reloader::reload`] on the blocking pool.
+    pub async fn reload_async(self: &Arc<Self>, force: bool) -> Outcome {
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || me.reload(force)).await.unwrap_or(Outcome::Unchanged)
     }
 }
 
 /// Reloads on every SIGHUP, forever.
-pub async fn on_sighup(shared: Shared, path: PathBuf) {
+pub async fn on_sighup(reloader: Arc<Reloader>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -42,13 +127,75 @@ pub async fn on_sighup(shared: Shared, path: PathBuf) {
             return;
         };
         while hup.recv().await.is_some() {
-            let (s, p) = (shared.clone(), path.clone());
-            // Compiling may read key files and build large glob sets: keep it off the reactor.
-            let _ = tokio::task::spawn_blocking(move || reload(&s, &p)).await;
+            reloader.reload_async(true).await;
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = (shared, path);
+        let _ = reloader;
     }
+}
+
+/// A running file watcher; it stops when dropped.
+pub struct WatchHandle {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The directories to watch for a snapshot's inputs.
+fn watch_dirs(inputs: &[PathBuf]) -> BTreeSet<PathBuf> {
+    inputs
+        .iter()
+        .map(|p| match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        })
+        .collect()
+}
+
+/// Watches the inputs of the serving snapshot and reloads when they change.
+/// Must be called inside a tokio runtime.
+pub fn watch(reloader: Arc<Reloader>) -> notify::Result<WatchHandle> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Access events (reads, including our own) do not change anything.
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(());
+        }
+    })?;
+    let mut watched = BTreeSet::new();
+    for dir in watch_dirs(&reloader.shared.load().inputs) {
+        watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        watched.insert(dir);
+    }
+    let task = tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Debounce: wait for a quiet period, absorbing the rest of the burst.
+            loop {
+                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            reloader.reload_async(false).await;
+            // A reload may name new key files: watch their directories too.
+            for dir in watch_dirs(&reloader.shared.load().inputs) {
+                if !watched.contains(&dir) {
+                    match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                        Ok(()) => {
+                            watched.insert(dir);
+                        }
+                        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory"),
+                    }
+                }
+            }
+        }
+    });
+    Ok(WatchHandle { task })
 }

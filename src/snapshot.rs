@@ -47,6 +47,10 @@ pub struct Snapshot {
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// Verified tokens of this snapshot (`None`: `[defaults] token_cache = 0`).
     pub token_cache: Option<TokenCache>,
+    /// Every file this snapshot was built from: routes.toml first, then key files.
+    pub inputs: Vec<PathBuf>,
+    /// Hash of the inputs' contents: a reload whose inputs hash the same is skipped.
+    pub fingerprint: u64,
     /// Non-fatal findings of the compiler (shown by `check`, logged at load).
     pub warnings: Vec<String>,
 }

@@ -29,6 +29,7 @@ fn write_table(dir: &Path, upstream: &str, admin_role: &str) -> std::path::PathB
     let text = format!(
         r#"[server]
 listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
 [upstreams.default]
 url = "http://{upstream}"
 [[issuers]]
@@ -133,7 +134,7 @@ fn check_reports_ok_and_errors_with_exit_codes() {
     std::fs::write(&path, text).unwrap();
     let (code, _, err) = rolegate(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(err.contains("routes.toml:18:") && err.contains("unknown upstream"), "{err}");
+    assert!(err.contains("routes.toml:19:") && err.contains("unknown upstream"), "{err}");
     // ROLEGATE_CONFIG is honoured too.
     let out = Command::new(BIN).arg("check").env("ROLEGATE_CONFIG", &path).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -190,6 +191,21 @@ async fn run_serves_reloads_on_sighup_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_table(dir.path(), &echo.addr.to_string(), "admin");
     let (child, addr, lines) = spawn(&["run", "--config", path.to_str().unwrap()]);
+    let admin_addr: SocketAddr = loop {
+        let line = lines.recv_timeout(Duration::from_secs(10)).expect("admin listening line");
+        if let Some(a) = line.strip_prefix("admin listening on ") {
+            break a.parse().unwrap();
+        }
+    };
+    let admin_get = |path: &'static str| async move {
+        let req = http::Request::get(format!("http://{admin_addr}{path}"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        send(req).await
+    };
+    assert_eq!(admin_get("/healthz").await.status, 200);
+    assert_eq!(admin_get("/readyz").await.status, 200);
+    assert_eq!(admin_get("/config").await.json()["generation"], 1);
     let admin = rs256(&claims(json!({"ts_roles": ["admin"]})));
     let ops = rs256(&claims(json!({"ts_roles": ["ops"]})));
     assert_eq!(get(addr, "/admin/x", &admin).await, 200);
@@ -217,6 +233,10 @@ async fn run_serves_reloads_on_sighup_and_stops_on_sigterm() {
         }
     };
     assert!(refused.contains("routes.toml:2:"), "the refusal names file:line: {refused}");
+    let config = admin_get("/config").await.json();
+    assert_eq!(config["reloads"]["refused"], 1, "{config}");
+    assert!(config["reloads"]["last_error"]["message"].as_str().unwrap().contains("routes.toml:2:"), "{config}");
+    assert_eq!(config["generation"], 2);
     assert_eq!(get(addr, "/admin/x", &ops).await, 200);
     assert_eq!(get(addr, "/admin/x", &admin).await, 403);
 

@@ -50,6 +50,10 @@ struct Compiler<'a> {
     base_dir: PathBuf,
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
+    /// Every file read (routes.toml first), for the reload watcher.
+    inputs: Vec<PathBuf>,
+    /// Hash of the contents of every input, to tell a real change from a touch.
+    fingerprint: std::collections::hash_map::DefaultHasher,
 }
 
 impl Compiler<'_> {
@@ -58,6 +62,16 @@ impl Compiler<'_> {
         let offset = span.filter(|s| s.span() != (0..0)).map(|s| s.span().start);
         let e = self.loc.error(offset, message);
         self.errors.push(e);
+    }
+
+    /// Reads a file the table names, recording it as an input.
+    fn read(&mut self, path: &Path) -> std::io::Result<Vec<u8>> {
+        use std::hash::Hasher;
+        self.inputs.push(path.to_path_buf());
+        let bytes = std::fs::read(path)?;
+        self.fingerprint.write(path.as_os_str().as_encoded_bytes());
+        self.fingerprint.write(&bytes);
+        Ok(bytes)
     }
 
     fn resolve(&self, file: &str) -> PathBuf {
@@ -79,7 +93,16 @@ pub fn compile(
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, ConfigErrors> {
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut c = Compiler { loc: Locator::new(path, text), base_dir, errors: Vec::new(), warnings: Vec::new() };
+    let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hasher::write(&mut fingerprint, text.as_bytes());
+    let mut c = Compiler {
+        loc: Locator::new(path, text),
+        base_dir,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        inputs: vec![path.to_path_buf()],
+        fingerprint,
+    };
 
     let server = compile_server(&mut c, &file);
     let upstreams = compile_upstreams(&mut c, &file, previous);
@@ -110,6 +133,8 @@ pub fn compile(
         forward,
         upstreams,
         token_cache: (file.defaults.token_cache > 0).then(|| TokenCache::new(file.defaults.token_cache)),
+        inputs: c.inputs,
+        fingerprint: std::hash::Hasher::finish(&c.fingerprint),
         warnings: c.warnings,
     })
 }
@@ -212,7 +237,7 @@ fn compile_issuer(c: &mut Compiler<'_>, spec: &Spanned<IssuerSpec>) -> Option<Is
     if let Some(list) = &s.keys {
         for k in list {
             let path = c.resolve(&k.get_ref().pem_file);
-            match std::fs::read(&path) {
+            match c.read(&path) {
                 Ok(pem) => match keys::from_pem(k.get_ref().kid.clone(), &pem) {
                     Ok(key) => keys.push(key),
                     Err(e) => c.err(Some(k), format!("key file {}: {e}", path.display())),
@@ -223,7 +248,7 @@ fn compile_issuer(c: &mut Compiler<'_>, spec: &Spanned<IssuerSpec>) -> Option<Is
     }
     if let Some(f) = &s.jwks_file {
         let path = c.resolve(f.get_ref());
-        match std::fs::read_to_string(&path) {
+        match c.read(&path).and_then(|b| String::from_utf8(b).map_err(std::io::Error::other)) {
             Ok(text) => match keys::from_jwks(&text) {
                 Ok((found, notes)) => {
                     keys.extend(found);
