@@ -142,6 +142,7 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
         n => n,
     };
     tracing::info!(routes = snapshot.routes.len(), issuers = snapshot.issuers.len(), workers, "route table loaded");
+    snapshot.routes.warm();
     let shared = Arc::new(ArcSwap::from_pointee(snapshot));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let gateway = Gateway::new(Arc::clone(&shared));

@@ -110,10 +110,16 @@ impl Reloader {
         outcome
     }
 
-    /// [`Reloader::reload`] on the blocking pool.
+    /// [`Reloader::reload`] on the blocking pool; a new snapshot's route
+    /// index is then warmed up there too, without delaying the next reload.
     pub async fn reload_async(self: &Arc<Self>, force: bool) -> Outcome {
         let me = Arc::clone(self);
-        tokio::task::spawn_blocking(move || me.reload(force)).await.unwrap_or(Outcome::Unchanged)
+        let outcome = tokio::task::spawn_blocking(move || me.reload(force)).await.unwrap_or(Outcome::Unchanged);
+        if let Outcome::Applied(_) = outcome {
+            let snap = self.shared.load_full();
+            drop(tokio::task::spawn_blocking(move || snap.routes.warm()));
+        }
+        outcome
     }
 }
 

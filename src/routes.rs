@@ -1,15 +1,19 @@
 //! The compiled route table: first match in file order on (method, host, path).
 //!
-//! All route globs sit in one `GlobSet`; `matches_into` yields glob indices in
-//! ascending order, which is file order, so the first candidate whose method and
-//! host also fit is the route. Runs on the normalized path only.
+//! Routes are indexed by the literal segments their patterns start with; a
+//! lookup visits the index nodes along the path and, at each, tests the routes
+//! that end there through that node's `GlobSet` (whose `matches_into` yields
+//! glob indices in file order). The lowest
+//! file position whose glob, method and host all fit wins. Runs on the
+//! normalized path only.
 
 pub mod pattern;
 
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
-use globset::{GlobMatcher, GlobSet};
+use globset::{Candidate, GlobMatcher, GlobSet, GlobSetBuilder};
 use http::Method;
 
 use crate::decide::Requirement;
@@ -50,7 +54,8 @@ pub struct Route {
 }
 
 impl Route {
-    fn accepts(&self, method: &Method, host: Option<&str>) -> bool {
+    /// Whether the method and host fit (the path is checked separately).
+    pub fn accepts(&self, method: &Method, host: Option<&str>) -> bool {
         if let Some(methods) = &self.methods {
             if !methods.contains(method) {
                 return false;
@@ -64,13 +69,80 @@ impl Route {
     }
 }
 
-/// Every route, plus the set that matches all their path globs at once.
+/// One node of the literal-prefix index: the routes whose leading literal
+/// segments end here, and the child nodes by next segment.
+#[derive(Debug, Default)]
+struct Node {
+    children: HashMap<Box<str>, Node>,
+    /// Positions in `RouteTable::routes`, ascending (file order).
+    routes: Vec<u32>,
+    /// The routes' globs as one set, and glob index → route position. Built on
+    /// the first lookup that reaches this node, so that a reload of a large
+    /// table compiles no glob it does not need.
+    set: OnceLock<Option<(GlobSet, Vec<u32>)>>,
+}
+
+impl Node {
+    fn build_set(&self, routes: &[Route]) -> Option<(GlobSet, Vec<u32>)> {
+        let mut b = GlobSetBuilder::new();
+        let mut owners = Vec::new();
+        for &r in &self.routes {
+            for g in routes[r as usize].pattern.compiled_globs() {
+                b.add(g.clone());
+                owners.push(r);
+            }
+        }
+        match b.build() {
+            Ok(set) => Some((set, owners)),
+            Err(e) => {
+                // Only a regex size limit can get here: those routes then match nothing (default deny).
+                tracing::error!(error = %e, "cannot build a route glob set; its routes will not match");
+                None
+            }
+        }
+    }
+
+    /// Lowers `best` to the first route of this node (in file order) that
+    /// matches, if it comes before the current best.
+    fn first_match(&self, table: &[Route], req: &Lookup<'_>, best: &mut Option<u32>) {
+        if self.routes.first().is_none_or(|&first| best.is_some_and(|b| b <= first)) {
+            return;
+        }
+        let Some((set, owners)) = self.set.get_or_init(|| self.build_set(table)) else {
+            return;
+        };
+        MATCHES.with(|m| {
+            let mut hits = m.borrow_mut();
+            set.matches_candidate_into(&req.candidate, &mut hits);
+            // Glob indices ascend with route position (file order).
+            for &g in hits.iter() {
+                let r = owners[g];
+                if best.is_some_and(|b| b <= r) {
+                    break;
+                }
+                if table[r as usize].accepts(req.method, req.host) {
+                    *best = Some(r);
+                    break;
+                }
+            }
+        });
+    }
+}
+
+struct Lookup<'a> {
+    method: &'a Method,
+    host: Option<&'a str>,
+    candidate: Candidate<'a>,
+}
+
+/// Every route, indexed by the literal segments its pattern starts with: a
+/// lookup walks the path's segments down the index and tests only the routes
+/// met on the way, so its cost follows the path's depth and the few routes
+/// sharing its prefix, not the table's size.
 #[derive(Debug)]
 pub struct RouteTable {
     routes: Vec<Route>,
-    set: GlobSet,
-    /// glob index in `set` → route index.
-    glob_route: Vec<u32>,
+    root: Node,
 }
 
 thread_local! {
@@ -78,18 +150,46 @@ thread_local! {
 }
 
 impl RouteTable {
-    /// Built by `config::compile` only.
-    pub(crate) fn new(routes: Vec<Route>, set: GlobSet, glob_route: Vec<u32>) -> Self {
-        RouteTable { routes, set, glob_route }
+    /// Built by `config::compile` only; `routes` in file order.
+    pub(crate) fn build(routes: Vec<Route>) -> Self {
+        let mut root = Node::default();
+        for (pos, route) in routes.iter().enumerate() {
+            let mut node = &mut root;
+            for seg in &route.pattern.literal_prefix {
+                node = node.children.entry(Box::from(seg.as_str())).or_default();
+            }
+            node.routes.push(pos as u32);
+        }
+        RouteTable { routes, root }
     }
 
     /// The first route (in file order) that matches. `host` is lower-case, without port.
     pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Option<&Route> {
-        MATCHES.with(|m| {
-            let mut hits = m.borrow_mut();
-            self.set.matches_into(path, &mut hits);
-            hits.iter().map(|&g| &self.routes[self.glob_route[g] as usize]).find(|route| route.accepts(method, host))
-        })
+        let req = Lookup { method, host, candidate: Candidate::new(path) };
+        let mut best = None;
+        let mut node = &self.root;
+        let mut segments = path.strip_prefix('/').unwrap_or(path).split('/');
+        loop {
+            node.first_match(&self.routes, &req, &mut best);
+            match segments.next().and_then(|s| node.children.get(s)) {
+                Some(child) => node = child,
+                None => break,
+            }
+        }
+        best.map(|r| &self.routes[r as usize])
+    }
+
+    /// Builds every index node's glob set now rather than on first use. Called
+    /// off the request path right after a snapshot starts serving, so that
+    /// requests rarely pay for it.
+    pub fn warm(&self) {
+        fn walk(node: &Node, routes: &[Route]) {
+            if !node.routes.is_empty() {
+                node.set.get_or_init(|| node.build_set(routes));
+            }
+            node.children.values().for_each(|c| walk(c, routes));
+        }
+        walk(&self.root, &self.routes);
     }
 
     pub fn routes(&self) -> &[Route] {

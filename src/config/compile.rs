@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use globset::{GlobBuilder, GlobSetBuilder};
+use globset::GlobBuilder;
 use http::header::HeaderName;
 use http::Method;
 use ipnet::IpNet;
@@ -391,22 +391,10 @@ fn compile_routes(
     upstreams: &BTreeMap<String, Arc<Upstream>>,
 ) -> CompiledRoutes {
     let mut routes = Vec::new();
-    let mut set = GlobSetBuilder::new();
-    let mut glob_route = Vec::new();
     for (index, spec) in file.routes.iter().enumerate() {
-        let Some(route) = compile_route(c, index, spec, upstreams) else {
-            continue;
-        };
-        for g in &route.pattern.globs {
-            match GlobBuilder::new(g).literal_separator(true).backslash_escape(true).build() {
-                Ok(glob) => {
-                    set.add(glob);
-                    glob_route.push(routes.len() as u32);
-                }
-                Err(e) => c.err(Some(&spec.get_ref().path), format!("bad path pattern: {e}")),
-            }
+        if let Some(route) = compile_route(c, index, spec, upstreams) {
+            routes.push(route);
         }
-        routes.push(route);
     }
     let unmatched = match file.defaults.unmatched {
         UnmatchedSpec::Deny => None,
@@ -431,13 +419,7 @@ fn compile_routes(
             }
         },
     };
-    match set.build() {
-        Ok(set) => (Some(RouteTable::new(routes, set, glob_route)), unmatched),
-        Err(e) => {
-            c.err::<()>(None, format!("route table: {e}"));
-            (None, unmatched)
-        }
-    }
+    (Some(RouteTable::build(routes)), unmatched)
 }
 
 fn compile_route(
@@ -447,7 +429,7 @@ fn compile_route(
     upstreams: &BTreeMap<String, Arc<Upstream>>,
 ) -> Option<Route> {
     let s = spec.get_ref();
-    let line = crate::config::error::line_col(c.loc_text(), spec.span().start).0;
+    let line = c.loc.line_col(spec.span().start).0;
     let name: Arc<str> = Arc::from(s.name.clone().unwrap_or_else(|| s.path.get_ref().clone()));
     let pattern = match Pattern::parse(s.path.get_ref()) {
         Ok(p) => Some(p),
@@ -600,10 +582,4 @@ fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
         parts.push(TemplatePart::Literal(rest.to_owned()));
     }
     Ok(parts)
-}
-
-impl<'a> Compiler<'a> {
-    fn loc_text(&self) -> &'a str {
-        self.loc.text()
-    }
 }

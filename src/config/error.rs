@@ -47,11 +47,23 @@ impl std::error::Error for ConfigErrors {}
 pub struct Locator<'a> {
     file: &'a Path,
     text: &'a str,
+    /// Byte offset of the start of each line, for O(log n) lookups.
+    line_starts: Vec<usize>,
 }
 
 impl<'a> Locator<'a> {
     pub fn new(file: &'a Path, text: &'a str) -> Self {
-        Locator { file, text }
+        let line_starts = std::iter::once(0)
+            .chain(text.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1))
+            .collect();
+        Locator { file, text, line_starts }
+    }
+
+    /// 1-based line and column of byte `offset`.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&s| s <= offset);
+        (line, offset - self.line_starts[line - 1] + 1)
     }
 
     pub fn text(&self) -> &'a str {
@@ -61,7 +73,7 @@ impl<'a> Locator<'a> {
     /// An error at byte `offset` of the text (`None`: no position).
     pub fn error(&self, offset: Option<usize>, message: impl Into<String>) -> ConfigError {
         let (line, col) = match offset {
-            Some(off) => line_col(self.text, off),
+            Some(off) => self.line_col(off),
             None => (0, 0),
         };
         ConfigError { file: self.file.to_path_buf(), line, col, message: message.into() }
@@ -87,5 +99,9 @@ mod tests {
         assert_eq!(line_col(t, 0), (1, 1));
         assert_eq!(line_col(t, 6), (2, 1));
         assert_eq!(line_col(t, 8), (2, 3));
+        let loc = Locator::new(Path::new("f"), t);
+        for off in 0..=t.len() {
+            assert_eq!(loc.line_col(off), line_col(t, off), "offset {off}");
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! - a whole segment `{name}` is a parameter matching one non-empty segment;
 //! - `[` and `]` are literal characters; matching is case-sensitive.
 
+use globset::{Candidate, Glob, GlobBuilder, GlobMatcher};
 use regex::Regex;
 
 /// A compiled path pattern.
@@ -19,12 +20,21 @@ pub struct Pattern {
     pub source: String,
     /// globset globs equivalent to the pattern (two when it ends in `/**`).
     pub globs: Vec<String>,
+    /// The same, compiled (segment-aware: `*` never matches `/`).
+    compiled: Vec<Glob>,
+    /// Built on first use (each is a regex; building thousands at load time would dominate reloads).
+    matchers: std::sync::OnceLock<Vec<GlobMatcher>>,
+    /// The leading whole segments that are plain literals (`/v1/users/*` → `["v1", "users"]`):
+    /// the route table indexes routes by them.
+    pub literal_prefix: Vec<String>,
     /// Parameter names in order of appearance.
     pub params: Vec<String>,
     /// The same pattern as an anchored regex, one named group per parameter.
     regex_source: String,
-    /// `regex_source` compiled, only when there are parameters to capture.
-    capture: Option<Regex>,
+    /// `regex_source` compiled on first use (only routes whose claims name a
+    /// parameter ever capture; compiling thousands of regexes up front would
+    /// dominate reload time).
+    capture: std::sync::OnceLock<Option<Regex>>,
 }
 
 impl Pattern {
@@ -38,6 +48,11 @@ impl Pattern {
         let mut re = String::from("^");
         let mut params: Vec<String> = Vec::new();
         let last = segments.len() - 1;
+        let literal_prefix: Vec<String> = segments
+            .iter()
+            .take_while(|s| !s.contains(['*', '?', '{', '}', '[', ']', '\\']))
+            .map(|s| s.to_string())
+            .collect();
         for (i, seg) in segments.iter().enumerate() {
             if seg.is_empty() && i != last {
                 return Err(format!(
@@ -70,12 +85,34 @@ impl Pattern {
         if let Some(prefix) = glob.strip_suffix("/**") {
             globs.push(if prefix.is_empty() { "/".to_owned() } else { prefix.to_owned() });
         }
-        let capture = if params.is_empty() {
-            None
-        } else {
-            Some(Regex::new(&re).map_err(|e| format!("path pattern {source:?}: {e}"))?)
-        };
-        Ok(Pattern { source: source.to_owned(), globs, params, regex_source: re, capture })
+        let compiled = globs
+            .iter()
+            .map(|g| GlobBuilder::new(g).literal_separator(true).backslash_escape(true).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("path pattern {source:?}: {e}"))?;
+        Ok(Pattern {
+            source: source.to_owned(),
+            globs,
+            compiled,
+            matchers: std::sync::OnceLock::new(),
+            literal_prefix,
+            params,
+            regex_source: re,
+            capture: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The compiled globs (for building glob sets).
+    pub fn compiled_globs(&self) -> &[Glob] {
+        &self.compiled
+    }
+
+    /// Whether the (normalized) path matches.
+    pub fn is_match(&self, path: &Candidate<'_>) -> bool {
+        self.matchers
+            .get_or_init(|| self.compiled.iter().map(Glob::compile_matcher).collect())
+            .iter()
+            .any(|m| m.is_match_candidate(path))
     }
 
     /// The pattern as an anchored regex (documentation, tests, tooling).
@@ -86,7 +123,11 @@ impl Pattern {
     /// The parameter values of `path` (which must already match the pattern), in
     /// the order of [`Pattern::params`]. Empty when the pattern has no parameters.
     pub fn captures<'p>(&self, path: &'p str) -> Vec<(&str, &'p str)> {
-        let (Some(re), false) = (&self.capture, self.params.is_empty()) else {
+        if self.params.is_empty() {
+            return Vec::new();
+        }
+        // The source is built from escaped literals and fixed fragments, so it always compiles.
+        let Some(re) = self.capture.get_or_init(|| Regex::new(&self.regex_source).ok()) else {
             return Vec::new();
         };
         let Some(caps) = re.captures(path) else {
