@@ -2,6 +2,7 @@
 //! - compile: reading and compiling the file into a snapshot (`config::load`);
 //! - write → serving: from an atomic rename of the file to the new snapshot being
 //!   the one requests load, through the file watcher (includes its debounce).
+//!
 //! `cargo bench --bench reload` (prints medians and maxima over a few runs).
 
 mod common;
