@@ -240,7 +240,26 @@ async fn run_serves_reloads_on_sighup_and_stops_on_sigterm() {
     assert_eq!(get(addr, "/admin/x", &ops).await, 200);
     assert_eq!(get(addr, "/admin/x", &admin).await, 403);
 
+    // Graceful stop: a slow request in flight when SIGTERM arrives still completes.
+    let slow = tokio::spawn(async move {
+        let req = http::Request::get(format!("http://{addr}/admin/slow"))
+            .header("authorization", format!("Bearer {}", rs256(&claims(json!({"ts_roles": ["ops"]})))))
+            .header("x-echo-delay-ms", "1500")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        send(req).await.status.as_u16()
+    });
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            echo.requests().iter().any(|r| r.path_and_query == "/admin/slow")
+        })
+        .await,
+        "the slow request reached the upstream"
+    );
     child.signal(nix::sys::signal::Signal::SIGTERM);
+    // Readiness turns false while draining.
+    assert!(wait_until(Duration::from_secs(5), || async { admin_get("/readyz").await.status == 503 }).await);
+    assert_eq!(slow.await.unwrap(), 200, "in-flight request finished during shutdown");
     let status = child.exit_status().await;
     assert!(status.success(), "{status:?}");
 }

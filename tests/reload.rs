@@ -189,3 +189,18 @@ async fn reload_storm_under_keep_alive_load_drops_nothing() {
     assert!(total > 0);
     println!("storm: {RELOADS} reloads, {total} requests, all 200, no connection errors");
 }
+
+#[tokio::test]
+async fn unchanged_upstreams_keep_their_pool_across_reloads() {
+    let gw = TestGateway::start().await;
+    let reloader = Reloader::new(Arc::clone(&gw.shared), gw.config.clone());
+    let before = Arc::clone(&gw.shared.load().upstreams["default"]);
+    std::fs::write(&gw.config, table_with_admin_role(&gw, "ops")).unwrap();
+    assert!(matches!(reloader.reload(false), Outcome::Applied(_)));
+    assert!(Arc::ptr_eq(&before, &gw.shared.load().upstreams["default"]), "same settings: same upstream and pool");
+    // A changed timeout makes a new upstream (and pool).
+    let text = std::fs::read_to_string(&gw.config).unwrap().replace("timeout_ms = 5000", "timeout_ms = 6000");
+    std::fs::write(&gw.config, text).unwrap();
+    assert!(matches!(reloader.reload(false), Outcome::Applied(_)));
+    assert!(!Arc::ptr_eq(&before, &gw.shared.load().upstreams["default"]));
+}
