@@ -3,6 +3,7 @@
 //! its type allows, so a token can never pick a key of another family (no HS256
 //! "signed" with an RSA public key).
 
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, VerificationAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
@@ -13,6 +14,91 @@ pub struct VerifyKey {
     pub key: DecodingKey,
     /// Algorithms this key may verify (its type's, narrowed by a JWK `alg`).
     pub algorithms: Vec<Algorithm>,
+    /// The public key parsed once per algorithm (aws-lc-rs), so verifying does
+    /// not re-parse it every time. Empty for HMAC keys, which use jsonwebtoken.
+    parsed: Vec<(Algorithm, ParsedPublicKey)>,
+}
+
+impl VerifyKey {
+    /// `public` is the public key in the form aws-lc-rs parses (PKCS#1 or SPKI
+    /// DER for RSA, the uncompressed point for EC, the raw key for Ed25519);
+    /// `None` for HMAC secrets.
+    fn new(kid: Option<String>, key: DecodingKey, algorithms: Vec<Algorithm>, public: Option<&[u8]>) -> VerifyKey {
+        let parsed = match public {
+            Some(public) => algorithms
+                .iter()
+                .filter_map(|&alg| Some((alg, ParsedPublicKey::new(aws_lc_algorithm(alg)?, public).ok()?)))
+                .collect(),
+            None => Vec::new(),
+        };
+        VerifyKey { kid, key, algorithms, parsed }
+    }
+
+    /// Checks `signature` (raw bytes) over `message` with algorithm `alg`,
+    /// which the caller has already checked is one of [`VerifyKey::algorithms`].
+    /// The same algorithm parameters as jsonwebtoken's aws-lc-rs backend
+    /// (RSA 2048–8192 bits, fixed-size ECDSA signatures).
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature_b64: &str) -> Result<bool, ()> {
+        match self.parsed.iter().find(|(a, _)| *a == alg) {
+            Some((_, key)) => {
+                use base64::Engine as _;
+                let mut buf = [0u8; 1024];
+                let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode_slice(signature_b64, &mut buf)
+                    .map_err(|_| ())?;
+                Ok(key.verify_sig(message, &buf[..n]).is_ok())
+            }
+            None => jsonwebtoken::crypto::verify(signature_b64, message, &self.key, alg).map_err(|_| ()),
+        }
+    }
+}
+
+/// The aws-lc-rs verification algorithm for a JWS algorithm (none for HMAC).
+fn aws_lc_algorithm(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm> {
+    Some(match alg {
+        Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+        Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &sig::ED25519,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => return None,
+    })
+}
+
+/// DER of a PKCS#1 RSAPublicKey { n, e } (for JWK keys given as components).
+fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn len(out: &mut Vec<u8>, n: usize) {
+        if n < 0x80 {
+            out.push(n as u8);
+        } else {
+            let bytes = n.to_be_bytes();
+            let skip = bytes.iter().take_while(|&&b| b == 0).count();
+            out.push(0x80 | (bytes.len() - skip) as u8);
+            out.extend_from_slice(&bytes[skip..]);
+        }
+    }
+    fn integer(out: &mut Vec<u8>, v: &[u8]) {
+        let v = &v[v.iter().take_while(|&&b| b == 0).count().min(v.len().saturating_sub(1))..];
+        let pad = v.first().is_some_and(|&b| b & 0x80 != 0);
+        out.push(0x02);
+        len(out, v.len() + usize::from(pad));
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(v);
+    }
+    let mut body = Vec::with_capacity(n.len() + e.len() + 16);
+    integer(&mut body, n);
+    integer(&mut body, e);
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.push(0x30);
+    len(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
 }
 
 impl std::fmt::Debug for VerifyKey {
@@ -34,7 +120,8 @@ pub fn from_pem(kid: Option<String>, pem: &[u8]) -> Result<VerifyKey, String> {
         return Err("this is a private key; give the public key (openssl pkey -pubout)".to_owned());
     }
     if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-        return Ok(VerifyKey { kid, key, algorithms: RSA_ALGS.to_vec() });
+        let public = key.as_bytes().to_vec();
+        return Ok(VerifyKey::new(kid, key, RSA_ALGS.to_vec(), Some(&public)));
     }
     if let Ok(key) = DecodingKey::from_ec_pem(pem) {
         // The uncompressed point is 0x04 || X || Y: 65 bytes on P-256, 97 on P-384.
@@ -43,17 +130,19 @@ pub fn from_pem(kid: Option<String>, pem: &[u8]) -> Result<VerifyKey, String> {
             97 => vec![Algorithm::ES384],
             n => return Err(format!("unsupported EC key ({n}-byte point; P-256 and P-384 are supported)")),
         };
-        return Ok(VerifyKey { kid, key, algorithms });
+        let public = key.as_bytes().to_vec();
+        return Ok(VerifyKey::new(kid, key, algorithms, Some(&public)));
     }
     if let Ok(key) = DecodingKey::from_ed_pem(pem) {
-        return Ok(VerifyKey { kid, key, algorithms: vec![Algorithm::EdDSA] });
+        let public = key.as_bytes().to_vec();
+        return Ok(VerifyKey::new(kid, key, vec![Algorithm::EdDSA], Some(&public)));
     }
     Err("not a PEM public key (RSA, EC P-256/P-384 or Ed25519)".to_owned())
 }
 
 /// An HMAC secret (HS256/384/512); the bytes are used as given.
 pub fn hmac(secret: &[u8]) -> VerifyKey {
-    VerifyKey { kid: None, key: DecodingKey::from_secret(secret), algorithms: HMAC_ALGS.to_vec() }
+    VerifyKey::new(None, DecodingKey::from_secret(secret), HMAC_ALGS.to_vec(), None)
 }
 
 /// The signing keys of a JWKS document. Keys that are not for signatures
@@ -82,9 +171,16 @@ fn jwk_to_key(jwk: &Value, kid: Option<String>) -> Result<Option<VerifyKey>, Str
         return Ok(None);
     }
     let field = |name: &str| s(name).ok_or_else(|| format!("missing \"{name}\""));
-    let (key, mut algorithms) = match s("kty") {
+    let b64 = |name: &str| -> Result<Vec<u8>, String> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(field(name)?)
+            .map_err(|_| format!("\"{name}\" is not base64url"))
+    };
+    let (key, mut algorithms, public) = match s("kty") {
         Some("RSA") => {
-            (DecodingKey::from_rsa_components(field("n")?, field("e")?).map_err(|e| e.to_string())?, RSA_ALGS.to_vec())
+            let (n, e) = (b64("n")?, b64("e")?);
+            (DecodingKey::from_rsa_raw_components(&n, &e), RSA_ALGS.to_vec(), rsa_public_key_der(&n, &e))
         }
         Some("EC") => {
             let alg = match s("crv") {
@@ -92,10 +188,14 @@ fn jwk_to_key(jwk: &Value, kid: Option<String>) -> Result<Option<VerifyKey>, Str
                 Some("P-384") => Algorithm::ES384,
                 _ => return Ok(None),
             };
-            (DecodingKey::from_ec_components(field("x")?, field("y")?).map_err(|e| e.to_string())?, vec![alg])
+            let key = DecodingKey::from_ec_components(field("x")?, field("y")?).map_err(|e| e.to_string())?;
+            let public = key.as_bytes().to_vec();
+            (key, vec![alg], public)
         }
         Some("OKP") if s("crv") == Some("Ed25519") => {
-            (DecodingKey::from_ed_components(field("x")?).map_err(|e| e.to_string())?, vec![Algorithm::EdDSA])
+            let key = DecodingKey::from_ed_components(field("x")?).map_err(|e| e.to_string())?;
+            let public = key.as_bytes().to_vec();
+            (key, vec![Algorithm::EdDSA], public)
         }
         _ => return Ok(None),
     };
@@ -106,5 +206,5 @@ fn jwk_to_key(jwk: &Value, kid: Option<String>) -> Result<Option<VerifyKey>, Str
         }
         algorithms = vec![alg];
     }
-    Ok(Some(VerifyKey { kid, key, algorithms }))
+    Ok(Some(VerifyKey::new(kid, key, algorithms, Some(&public))))
 }

@@ -266,10 +266,10 @@ fn check_signature(
     let mut tried = false;
     for key in candidates.filter(|k| k.algorithms.contains(&alg)) {
         tried = true;
-        match jsonwebtoken::crypto::verify(sig64, message.as_bytes(), &key.key, alg) {
+        match key.verify(alg, message.as_bytes(), sig64) {
             Ok(true) => return Ok(()),
             Ok(false) => {}
-            Err(_) => return Err(TokenError::Malformed("the signature is not base64url")),
+            Err(()) => return Err(TokenError::Malformed("the signature is not base64url")),
         }
     }
     Err(if tried { TokenError::BadSignature } else { TokenError::NoKeyForAlg })
