@@ -38,20 +38,26 @@ impl VerifyKey {
     /// which the caller has already checked is one of [`VerifyKey::algorithms`].
     /// The same algorithm parameters as jsonwebtoken's aws-lc-rs backend
     /// (RSA 2048–8192 bits, fixed-size ECDSA signatures).
-    pub fn verify(&self, alg: Algorithm, message: &[u8], signature_b64: &str) -> Result<bool, ()> {
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature_b64: &str) -> Result<bool, BadSignatureEncoding> {
         match self.parsed.iter().find(|(a, _)| *a == alg) {
             Some((_, key)) => {
                 use base64::Engine as _;
                 let mut buf = [0u8; 1024];
                 let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .decode_slice(signature_b64, &mut buf)
-                    .map_err(|_| ())?;
+                    .map_err(|_| BadSignatureEncoding)?;
                 Ok(key.verify_sig(message, &buf[..n]).is_ok())
             }
-            None => jsonwebtoken::crypto::verify(signature_b64, message, &self.key, alg).map_err(|_| ()),
+            None => {
+                jsonwebtoken::crypto::verify(signature_b64, message, &self.key, alg).map_err(|_| BadSignatureEncoding)
+            }
         }
     }
 }
+
+/// The signature part of a token is not base64url (or absurdly long).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadSignatureEncoding;
 
 /// The aws-lc-rs verification algorithm for a JWS algorithm (none for HMAC).
 fn aws_lc_algorithm(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm> {

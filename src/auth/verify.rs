@@ -269,7 +269,7 @@ fn check_signature(
         match key.verify(alg, message.as_bytes(), sig64) {
             Ok(true) => return Ok(()),
             Ok(false) => {}
-            Err(()) => return Err(TokenError::Malformed("the signature is not base64url")),
+            Err(_) => return Err(TokenError::Malformed("the signature is not base64url")),
         }
     }
     Err(if tried { TokenError::BadSignature } else { TokenError::NoKeyForAlg })
