@@ -70,3 +70,57 @@ impl TokenCache {
         self.inner.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Issuer;
+
+    fn identity(exp: Option<u64>, leeway_s: u64) -> Arc<Identity> {
+        let issuer = Arc::new(Issuer {
+            name: "i".into(),
+            audiences: vec![],
+            algorithms: vec![],
+            keys: vec![],
+            leeway_s,
+            roles_claims: vec![],
+            permissions_claims: vec![],
+            tenant_claim: "tid".into(),
+            require_exp: true,
+        });
+        Arc::new(Identity {
+            issuer,
+            claims: Default::default(),
+            roles: vec![],
+            permissions: vec![],
+            expires_at: exp,
+        })
+    }
+
+    #[test]
+    fn entries_expire_with_the_token() {
+        let cache = TokenCache::new(10);
+        cache.insert("a.b.c", identity(Some(1000), 30));
+        assert!(cache.get("a.b.c", 900).is_some());
+        assert!(cache.get("a.b.c", 1029).is_some(), "within leeway");
+        assert!(cache.get("a.b.c", 1030).is_none(), "expired (exp + leeway)");
+        assert!(cache.get("a.b.c", 900).is_none(), "an expired entry is removed");
+        assert!(cache.get("x.y.z", 0).is_none());
+    }
+
+    #[test]
+    fn size_is_bounded() {
+        let cache = TokenCache::new(100);
+        for i in 0..10_000 {
+            cache.insert(&format!("token-{i}"), identity(None, 0));
+        }
+        assert!(cache.len() <= 110, "{}", cache.len());
+        // Large tokens weigh more.
+        let big = "x".repeat(8 * 1024);
+        let cache = TokenCache::new(100);
+        for i in 0..100 {
+            cache.insert(&format!("{big}{i}"), identity(None, 0));
+        }
+        assert!(cache.len() <= 15, "{}", cache.len());
+    }
+}
