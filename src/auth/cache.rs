@@ -88,13 +88,7 @@ mod tests {
             tenant_claim: "tid".into(),
             require_exp: true,
         });
-        Arc::new(Identity {
-            issuer,
-            claims: Default::default(),
-            roles: vec![],
-            permissions: vec![],
-            expires_at: exp,
-        })
+        Arc::new(Identity { issuer, claims: Default::default(), roles: vec![], permissions: vec![], expires_at: exp })
     }
 
     #[test]
