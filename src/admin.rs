@@ -1,7 +1,7 @@
 //! The admin listener (`[server] admin_listen`), never proxied:
 //! `/healthz` (the process is alive), `/readyz` (a snapshot is serving and the
 //! gateway is not shutting down), `/config` (what is serving and how the last
-//! reloads went, as JSON).
+//! reloads went, as JSON), `/metrics` (Prometheus text format).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,18 +18,20 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::metrics::Metrics;
 use crate::reload::Reloader;
 
 /// Shared state of the admin endpoints.
 #[derive(Debug)]
 pub struct Admin {
     reloader: Arc<Reloader>,
+    metrics: Arc<Metrics>,
     stopping: AtomicBool,
 }
 
 impl Admin {
-    pub fn new(reloader: Arc<Reloader>) -> Arc<Admin> {
-        Arc::new(Admin { reloader, stopping: AtomicBool::new(false) })
+    pub fn new(reloader: Arc<Reloader>, metrics: Arc<Metrics>) -> Arc<Admin> {
+        Arc::new(Admin { reloader, metrics, stopping: AtomicBool::new(false) })
     }
 
     /// Readiness turns false (first step of a graceful shutdown).
@@ -49,6 +51,11 @@ impl Admin {
             }
             "/readyz" => reply(StatusCode::OK, "text/plain", "ready\n".into()),
             "/config" => reply(StatusCode::OK, "application/json", self.config_json().to_string()),
+            "/metrics" => reply(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.metrics.render(),
+            ),
             _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
         }
     }

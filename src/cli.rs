@@ -145,15 +145,16 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
     snapshot.routes.warm();
     let shared = Arc::new(ArcSwap::from_pointee(snapshot));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let gateway = Gateway::new(Arc::clone(&shared));
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let gateway = Gateway::with_metrics(Arc::clone(&shared), Arc::clone(&metrics));
     let serving = std::thread::Builder::new()
         .name("rolegate-serve".into())
         .spawn(move || server::serve_workers(listener, gateway, opts, workers, stop_rx))?;
     // Scripts and tests read the bound address from this line.
     println!("listening on {bound}");
     let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let reloader = reload::Reloader::new(Arc::clone(&shared), path.to_path_buf());
-    let admin = crate::admin::Admin::new(Arc::clone(&reloader));
+    let reloader = reload::Reloader::with_metrics(Arc::clone(&shared), path.to_path_buf(), Arc::clone(&metrics));
+    let admin = crate::admin::Admin::new(Arc::clone(&reloader), metrics);
     let admin_listener = match shared.load().server.admin_listen {
         Some(addr) => {
             let l = server::bind(addr).with_context(|| format!("cannot listen on {addr} (admin)"))?;

@@ -108,6 +108,17 @@ pub enum UpstreamError {
     Failed(String, String),
 }
 
+impl UpstreamError {
+    /// Stable label: connect, timeout, failed.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect(_) => "connect",
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::Failed(..) => "failed",
+        }
+    }
+}
+
 /// Sends `req` (headers already rewritten) to the permit's upstream, at the
 /// permit's path, and waits for the response headers; bodies stream.
 pub async fn forward(mut req: Request<Incoming>, permit: &Permit) -> Result<Response<Incoming>, UpstreamError> {

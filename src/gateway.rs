@@ -3,7 +3,8 @@
 //! error mapping (`error.rs`) and one access-log line at the end.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::HeaderValue;
 use http::{Request, Response};
@@ -11,10 +12,11 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::auth;
-use crate::decide::{self, Auth};
+use crate::decide::{self, Auth, Denial};
 use crate::error::{Body, GatewayError};
 use crate::forward;
 use crate::headers::{self, ClientConn, Peer};
+use crate::metrics::{Metrics, ReasonLabels, RequestLabels};
 use crate::normalize;
 use crate::snapshot::{Shared, Snapshot};
 
@@ -22,7 +24,11 @@ use crate::snapshot::{Shared, Snapshot};
 #[derive(Clone)]
 pub struct Gateway {
     shared: Shared,
+    metrics: Arc<Metrics>,
 }
+
+/// The route label of requests that matched no route.
+static NO_ROUTE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("(none)"));
 
 /// What the access-log line says about one request.
 #[derive(Debug, Default)]
@@ -30,11 +36,23 @@ struct RequestCtx {
     route: Option<Arc<str>>,
     subject: Option<String>,
     reason: Option<String>,
+    /// The request was forwarded although enforce mode would refuse it.
+    reported: bool,
+    /// Time spent waiting for the upstream's response head.
+    upstream_wait: Duration,
 }
 
 impl Gateway {
     pub fn new(shared: Shared) -> Self {
-        Gateway { shared }
+        Self::with_metrics(shared, Arc::new(Metrics::new()))
+    }
+
+    pub fn with_metrics(shared: Shared, metrics: Arc<Metrics>) -> Self {
+        Gateway { shared, metrics }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn shared(&self) -> &Shared {
@@ -52,16 +70,33 @@ impl Gateway {
         let trusted = !snap.server.trusted_proxies.is_empty()
             && headers::is_trusted(&snap.server.trusted_proxies, conn.addr.ip());
         let peer = Peer { conn, trusted };
-        let resp = match self.enforce_and_forward(&snap, &mut ctx, req, peer, &request_id).await {
-            Ok(resp) => resp,
+        let (resp, decision) = match self.enforce_and_forward(&snap, &mut ctx, req, peer, &request_id).await {
+            Ok(resp) => (resp, if ctx.reported { "report_only" } else { "allow" }),
             Err(err) => {
-                if matches!(err, GatewayError::Upstream(_)) {
-                    tracing::warn!(request_id = request_id.to_str().unwrap_or(""), error = %err, "upstream error");
-                }
+                let decision = match &err {
+                    GatewayError::BadRequest(_) => "bad_request",
+                    GatewayError::NoRoute => "no_route",
+                    GatewayError::Denied(Denial::MissingToken | Denial::InvalidToken(_)) => "deny_401",
+                    GatewayError::Denied(Denial::Forbidden { .. }) => "deny_403",
+                    GatewayError::Upstream(e) => {
+                        tracing::warn!(request_id = request_id.to_str().unwrap_or(""), error = %e, "upstream error");
+                        self.metrics.upstream_errors.get_or_create(&ReasonLabels { reason: e.kind() }).inc();
+                        "upstream_error"
+                    }
+                };
                 ctx.reason = Some(err.to_string());
-                err.response(&request_id)
+                (err.response(&request_id), decision)
             }
         };
+        let elapsed = started.elapsed();
+        let labels = RequestLabels {
+            route: ctx.route.clone().unwrap_or_else(|| Arc::clone(&NO_ROUTE)),
+            decision,
+            status: resp.status().as_u16(),
+        };
+        self.metrics.requests.get_or_create(&labels).inc();
+        self.metrics.request_duration.observe(elapsed.as_secs_f64());
+        self.metrics.gateway_duration.observe(elapsed.saturating_sub(ctx.upstream_wait).as_secs_f64());
         tracing::debug!(
             target: "rolegate::access",
             request_id = request_id.to_str().unwrap_or(""),
@@ -71,7 +106,7 @@ impl Gateway {
             subject = ctx.subject.as_deref().unwrap_or("-"),
             reason = ctx.reason.as_deref().unwrap_or("-"),
             client = %conn.addr.ip(),
-            duration_us = started.elapsed().as_micros() as u64,
+            duration_us = elapsed.as_micros() as u64,
         );
         resp
     }
@@ -102,7 +137,10 @@ impl Gateway {
             (_, Some(token)) => {
                 match auth::verify_cached(token, &snap.issuers, &snap.roles, snap.token_cache.as_ref(), now_secs()) {
                     Ok(identity) => Auth::Valid(identity),
-                    Err(e) => Auth::Invalid(e),
+                    Err(e) => {
+                        self.metrics.token_failures.get_or_create(&ReasonLabels { reason: e.code() }).inc();
+                        Auth::Invalid(e)
+                    }
                 }
             }
         };
@@ -118,6 +156,7 @@ impl Gateway {
                 "report mode: request forwarded that enforce mode would refuse"
             );
             ctx.reason = Some(format!("report-only: {denial}"));
+            ctx.reported = true;
         }
         headers::upstream_request(
             req.headers_mut(),
@@ -132,7 +171,10 @@ impl Gateway {
                 req.headers_mut().insert(http::header::HOST, h);
             }
         }
-        let resp = forward::forward(req, &permit).await?;
+        let waiting = Instant::now();
+        let resp = forward::forward(req, &permit).await;
+        ctx.upstream_wait = waiting.elapsed();
+        let resp = resp?;
         let (mut parts, body) = resp.into_parts();
         headers::client_response(&mut parts.headers, request_id);
         Ok(Response::from_parts(parts, Either::Left(body)))

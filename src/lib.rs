@@ -28,6 +28,7 @@ pub mod forward;
 pub mod gateway;
 pub mod headers;
 pub mod keygen;
+pub mod metrics;
 pub mod mint;
 pub mod normalize;
 pub mod reload;

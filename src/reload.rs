@@ -18,6 +18,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::config::{self, ConfigErrors};
+use crate::metrics::{Metrics, ResultLabels};
 use crate::snapshot::Shared;
 
 /// Quiet time after the last file event before reloading.
@@ -51,11 +52,17 @@ pub struct Reloader {
     shared: Shared,
     path: PathBuf,
     status: Mutex<ReloadStatus>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Reloader {
     pub fn new(shared: Shared, path: PathBuf) -> Arc<Reloader> {
-        Arc::new(Reloader { shared, path, status: Mutex::new(ReloadStatus::default()) })
+        Arc::new(Reloader { shared, path, status: Mutex::new(ReloadStatus::default()), metrics: None })
+    }
+
+    /// A reloader that also counts its outcomes in `metrics`.
+    pub fn with_metrics(shared: Shared, path: PathBuf, metrics: Arc<Metrics>) -> Arc<Reloader> {
+        Arc::new(Reloader { shared, path, status: Mutex::new(ReloadStatus::default()), metrics: Some(metrics) })
     }
 
     pub fn path(&self) -> &Path {
@@ -94,6 +101,14 @@ impl Reloader {
                 Outcome::Refused(errors)
             }
         };
+        if let Some(m) = &self.metrics {
+            let result = match &outcome {
+                Outcome::Applied(_) => "applied",
+                Outcome::Unchanged => "unchanged",
+                Outcome::Refused(_) => "refused",
+            };
+            m.reloads.get_or_create(&ResultLabels { result }).inc();
+        }
         if let Ok(mut s) = self.status.lock() {
             match &outcome {
                 Outcome::Applied(_) => {

@@ -48,6 +48,8 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
         };
         let _ = stream.set_nodelay(true);
         let gw = Arc::clone(&gateway);
+        let open = gateway.metrics().open_connections.clone();
+        open.inc();
         let client = Arc::new(ClientConn::new(peer, false));
         let service = service_fn(move |req| {
             let gw = Arc::clone(&gw);
@@ -59,6 +61,7 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
+            open.dec();
         });
     }
     drop(listener);

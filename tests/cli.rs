@@ -237,6 +237,9 @@ async fn run_serves_reloads_on_sighup_and_stops_on_sigterm() {
     assert_eq!(config["reloads"]["refused"], 1, "{config}");
     assert!(config["reloads"]["last_error"]["message"].as_str().unwrap().contains("routes.toml:2:"), "{config}");
     assert_eq!(config["generation"], 2);
+    let metrics = String::from_utf8(admin_get("/metrics").await.body.to_vec()).unwrap();
+    assert!(metrics.contains(r#"rolegate_requests_total{route="admin",decision="allow",status="200"}"#), "{metrics}");
+    assert!(metrics.contains(r#"rolegate_reloads_total{result="refused"} 1"#), "{metrics}");
     assert_eq!(get(addr, "/admin/x", &ops).await, 200);
     assert_eq!(get(addr, "/admin/x", &admin).await, 403);
 

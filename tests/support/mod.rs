@@ -195,6 +195,7 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     pub echo: Echo,
     pub shared: Shared,
+    pub metrics: Arc<rolegate::metrics::Metrics>,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -243,14 +244,15 @@ impl TestGateway {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let opts =
             ServeOptions { header_read_timeout: Duration::from_secs(2), shutdown_timeout: Duration::from_secs(5) };
-        let gw = Gateway::new(Arc::clone(&shared));
+        let metrics = Arc::new(rolegate::metrics::Metrics::new());
+        let gw = Gateway::with_metrics(Arc::clone(&shared), Arc::clone(&metrics));
         let task = tokio::spawn(async move {
             server::serve(listener, gw, opts, async {
                 let _ = stopped.await;
             })
             .await
         });
-        TestGateway { addr, echo, shared, dir, config, stop: Some(stop), task: Some(task) }
+        TestGateway { addr, echo, shared, metrics, dir, config, stop: Some(stop), task: Some(task) }
     }
 
     pub fn url(&self, path: &str) -> String {
