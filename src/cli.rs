@@ -33,6 +33,10 @@ pub struct Cli {
     /// Route table (for `run`, the default command).
     #[arg(long, env = "ROLEGATE_CONFIG", default_value = "routes.toml", global = true)]
     config: PathBuf,
+    /// Log format on stderr: `text`, or `json` (one object per line). Default: json
+    /// when stderr is not a terminal. The level comes from RUST_LOG (default `info`).
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,7 +93,7 @@ struct MintArgs {
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.log_format.as_deref());
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.config),
         Command::Check => return check(&cli.config),
@@ -107,10 +111,16 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: Option<&str>) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let json = match format {
+        Some(f) => f == "json",
+        None => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -33,6 +33,11 @@ static NO_ROUTE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("(none)"));
 /// What the access-log line says about one request.
 #[derive(Debug, Default)]
 struct RequestCtx {
+    /// The access log is on: gather its fields (they cost allocations otherwise avoided).
+    log: bool,
+    path: Option<String>,
+    issuer: Option<String>,
+    upstream: Option<String>,
     route: Option<Arc<str>>,
     subject: Option<String>,
     reason: Option<String>,
@@ -66,7 +71,10 @@ impl Gateway {
         let snap = self.shared.load_full();
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
-        let mut ctx = RequestCtx::default();
+        let mut ctx = RequestCtx {
+            log: tracing::enabled!(target: "rolegate::access", tracing::Level::INFO),
+            ..RequestCtx::default()
+        };
         let trusted = !snap.server.trusted_proxies.is_empty()
             && headers::is_trusted(&snap.server.trusted_proxies, conn.addr.ip());
         let peer = Peer { conn, trusted };
@@ -97,17 +105,26 @@ impl Gateway {
         self.metrics.requests.get_or_create(&labels).inc();
         self.metrics.request_duration.observe(elapsed.as_secs_f64());
         self.metrics.gateway_duration.observe(elapsed.saturating_sub(ctx.upstream_wait).as_secs_f64());
-        tracing::debug!(
-            target: "rolegate::access",
-            request_id = request_id.to_str().unwrap_or(""),
-            method = %method,
-            route = ctx.route.as_deref().unwrap_or("-"),
-            status = resp.status().as_u16(),
-            subject = ctx.subject.as_deref().unwrap_or("-"),
-            reason = ctx.reason.as_deref().unwrap_or("-"),
-            client = %conn.addr.ip(),
-            duration_us = elapsed.as_micros() as u64,
-        );
+        if ctx.log {
+            // One line per request; never the token (only `sub` and `iss` from it).
+            tracing::info!(
+                target: "rolegate::access",
+                request_id = request_id.to_str().unwrap_or(""),
+                method = %method,
+                path = ctx.path.as_deref().unwrap_or("-"),
+                route = ctx.route.as_deref().unwrap_or("-"),
+                decision,
+                reason = ctx.reason.as_deref().unwrap_or("-"),
+                status = resp.status().as_u16(),
+                subject = ctx.subject.as_deref().unwrap_or("-"),
+                issuer = ctx.issuer.as_deref().unwrap_or("-"),
+                client = %conn.addr.ip(),
+                upstream = ctx.upstream.as_deref().unwrap_or("-"),
+                response_bytes = hyper::body::Body::size_hint(resp.body()).exact(),
+                duration_us = elapsed.as_micros() as u64,
+                "access"
+            );
+        }
         resp
     }
 
@@ -144,10 +161,15 @@ impl Gateway {
                 }
             }
         };
-        let permit = decide::decide(route, target, auth)?;
-        if let Some(id) = permit.identity() {
-            ctx.subject = id.claims.get("sub").and_then(|s| s.as_str()).map(str::to_owned);
+        if ctx.log {
+            ctx.path = Some(target.path().to_owned());
+            if let Auth::Valid(id) = &auth {
+                ctx.subject = id.claims.get("sub").and_then(|s| s.as_str()).map(str::to_owned);
+                ctx.issuer = Some(id.issuer.name.clone());
+            }
+            ctx.upstream = Some(route.upstream.name.clone());
         }
+        let permit = decide::decide(route, target, auth)?;
         if let Some(denial) = permit.reported_denial() {
             tracing::warn!(
                 request_id = request_id.to_str().unwrap_or(""),

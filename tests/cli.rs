@@ -80,10 +80,14 @@ impl Drop for Proc {
 
 /// Stdout and stderr lines arrive on one channel.
 fn spawn(args: &[&str]) -> (Proc, SocketAddr, mpsc::Receiver<String>) {
+    spawn_logging(args, "warn")
+}
+
+fn spawn_logging(args: &[&str], rust_log: &str) -> (Proc, SocketAddr, mpsc::Receiver<String>) {
     let mut proc = Proc(Some(
         Command::new(BIN)
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -289,4 +293,62 @@ async fn demo_prints_working_curl_lines() {
     child.signal(nix::sys::signal::Signal::SIGTERM);
     let status = child.exit_status().await;
     assert!(status.success());
+}
+
+#[tokio::test]
+async fn access_log_is_json_and_never_contains_the_token() {
+    let echo = rolegate::echo::Echo::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_table(dir.path(), &echo.addr.to_string(), "admin");
+    let (child, addr, lines) =
+        spawn_logging(&["run", "--log-format", "json", "--config", path.to_str().unwrap()], "info");
+    let admin = rs256(&claims(json!({"ts_roles": ["admin"], "sub": "alice"})));
+    let expired = rs256(&claims(json!({"ts_roles": ["admin"], "exp": 1000})));
+    assert_eq!(get(addr, "/admin/x?q=1", &admin).await, 200);
+    assert_eq!(get(addr, "/admin/y", &expired).await, 401);
+    let mut access = Vec::new();
+    let mut all = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while access.len() < 2 {
+        let line =
+            lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).expect("access lines");
+        all.push(line.clone());
+        if line.contains("rolegate::access") {
+            access.push(serde_json::from_str::<serde_json::Value>(&line).expect("access log lines are JSON"));
+        }
+    }
+    for line in &all {
+        for token in [&admin, &expired] {
+            assert!(!line.contains(token.as_str()), "a log line contains a token: {line}");
+            let signature = token.rsplit('.').next().unwrap();
+            assert!(!line.contains(signature), "a log line contains a token signature: {line}");
+        }
+    }
+    let ok = &access[0];
+    for field in [
+        "timestamp",
+        "request_id",
+        "method",
+        "path",
+        "route",
+        "decision",
+        "status",
+        "subject",
+        "issuer",
+        "client",
+        "upstream",
+        "duration_us",
+    ] {
+        assert!(ok.get(field).is_some(), "missing {field} in {ok}");
+    }
+    assert_eq!(ok["path"], "/admin/x");
+    assert_eq!(ok["decision"], "allow");
+    assert_eq!(ok["status"], 200);
+    assert_eq!(ok["subject"], "alice");
+    assert_eq!(ok["issuer"], ISS);
+    let denied = &access[1];
+    assert_eq!(denied["decision"], "deny_401");
+    assert!(denied["reason"].as_str().unwrap().contains("expired"), "{denied}");
+    child.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(child.exit_status().await.success());
 }
