@@ -16,7 +16,7 @@ COPY --from=build /src/target/release/rolegate /usr/local/bin/rolegate
 WORKDIR /etc/rolegate
 ENV ROLEGATE_CONFIG=/etc/rolegate/routes.toml
 USER 10001
-# Gateway port (set `listen = "0.0.0.0:8080"` in the mounted routes.toml).
-EXPOSE 8080
+# Gateway and admin ports (set `listen = "0.0.0.0:8080"`, `admin_listen = "0.0.0.0:9901"` in routes.toml).
+EXPOSE 8080 9901
 ENTRYPOINT ["/usr/local/bin/rolegate"]
 CMD ["run"]
