@@ -49,6 +49,9 @@ impl Admin {
             "/readyz" if self.stopping.load(Ordering::SeqCst) => {
                 reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n".into())
             }
+            "/readyz" if !self.reloader.shared().load().remote_keys_ready() => {
+                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "waiting for remote keys\n".into())
+            }
             "/readyz" => reply(StatusCode::OK, "text/plain", "ready\n".into()),
             "/config" => reply(StatusCode::OK, "application/json", self.config_json().to_string()),
             "/metrics" => reply(

@@ -5,13 +5,14 @@ pub mod cache;
 pub mod claims;
 pub mod extract;
 pub mod keys;
+pub mod remote;
 pub mod verify;
 
 pub use extract::extract;
 use std::sync::Arc;
 
 pub use cache::TokenCache;
-pub use verify::{identity_from_claims, verify, Identity, Issuer, Issuers, TokenError};
+pub use verify::{identity_from_claims, issuer_of, verify, Identity, Issuer, Issuers, TokenError};
 
 use claims::RoleClosure;
 
@@ -32,4 +33,28 @@ pub fn verify_cached(
         c.insert(token, Arc::clone(&id));
     }
     Ok(id)
+}
+
+/// [`verify_cached`], and when the token names a `kid` its issuer's remote key
+/// set does not have, one (rate-limited, shared) refetch of that set and a
+/// second try: how a key rotation at the identity provider is followed.
+pub async fn verify_or_refetch(
+    token: &str,
+    issuers: &Issuers,
+    roles: &RoleClosure,
+    cache: Option<&TokenCache>,
+    now: u64,
+) -> Result<Arc<Identity>, TokenError> {
+    match verify_cached(token, issuers, roles, cache, now) {
+        Err(TokenError::UnknownKid) => {
+            let remote = issuer_of(token, issuers).and_then(|i| i.remote.clone());
+            match remote {
+                Some(remote) if remote.refetch_for_unknown_kid().await => {
+                    verify_cached(token, issuers, roles, cache, now)
+                }
+                _ => Err(TokenError::UnknownKid),
+            }
+        }
+        other => other,
+    }
 }

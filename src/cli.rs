@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use arc_swap::ArcSwap;
@@ -127,6 +128,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
 }
 
+/// How long `run` waits for remote key sets at start-up.
+const STARTUP_KEY_WAIT: Duration = Duration::from_secs(10);
+
 /// `rolegate run`: load (exit 1 on errors, before binding), bind, serve with
 /// worker threads; this thread handles signals (SIGHUP reload, SIGTERM stop).
 fn run(path: &Path) -> anyhow::Result<ExitCode> {
@@ -176,6 +180,17 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
     };
     signals
         .block_on(async {
+            // Remote key sets: fetched in the background; wait a bounded time for them.
+            let snap = shared.load_full();
+            snap.start_remote_keys(&tokio::runtime::Handle::current());
+            let deadline = tokio::time::Instant::now() + STARTUP_KEY_WAIT;
+            while !snap.remote_keys_ready() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if !snap.remote_keys_ready() {
+                tracing::warn!("some issuers have no keys yet; their tokens get 401 until a fetch succeeds");
+            }
+            drop(snap);
             if let Some(l) = admin_listener {
                 match tokio::net::TcpListener::from_std(l) {
                     Ok(l) => drop(tokio::spawn(crate::admin::serve(l, Arc::clone(&admin)))),

@@ -152,7 +152,10 @@ impl Gateway {
         let auth = match (&route.access, token) {
             (crate::routes::Access::Public, _) | (_, None) => Auth::Missing,
             (_, Some(token)) => {
-                match auth::verify_cached(token, &snap.issuers, &snap.roles, snap.token_cache.as_ref(), now_secs()) {
+                let verified =
+                    auth::verify_or_refetch(token, &snap.issuers, &snap.roles, snap.token_cache.as_ref(), now_secs())
+                        .await;
+                match verified {
                     Ok(identity) => Auth::Valid(identity),
                     Err(e) => {
                         self.metrics.token_failures.get_or_create(&ReasonLabels { reason: e.code() }).inc();

@@ -54,3 +54,20 @@ pub struct Snapshot {
     /// Non-fatal findings of the compiler (shown by `check`, logged at load).
     pub warnings: Vec<String>,
 }
+
+impl Snapshot {
+    /// Starts the background fetching of every remote key set (once per set:
+    /// sets carried over from an earlier snapshot are already running).
+    pub fn start_remote_keys(&self, rt: &tokio::runtime::Handle) {
+        for issuer in self.issuers.iter() {
+            if let Some(remote) = &issuer.remote {
+                remote.start_refresher(rt);
+            }
+        }
+    }
+
+    /// Whether every issuer with remote keys has some.
+    pub fn remote_keys_ready(&self) -> bool {
+        self.issuers.iter().all(|i| i.remote.as_ref().is_none_or(|r| r.has_keys()))
+    }
+}

@@ -87,6 +87,7 @@ mod tests {
             permissions_claims: vec![],
             tenant_claim: "tid".into(),
             require_exp: true,
+            remote: None,
         });
         Arc::new(Identity { issuer, claims: Default::default(), roles: vec![], permissions: vec![], expires_at: exp })
     }

@@ -42,6 +42,8 @@ pub struct Issuer {
     pub permissions_claims: Vec<String>,
     pub tenant_claim: String,
     pub require_exp: bool,
+    /// Keys fetched from `jwks_url` / `discovery`, used besides `keys`.
+    pub remote: Option<Arc<super::remote::RemoteKeys>>,
 }
 
 /// The trusted issuers, by exact `iss` value.
@@ -252,6 +254,13 @@ pub fn identity_from_claims(
     Identity { issuer, claims, roles, permissions, expires_at }
 }
 
+/// The trusted issuer a token names (`iss`), without verifying anything.
+pub fn issuer_of<'a>(token: &str, issuers: &'a Issuers) -> Option<&'a Arc<Issuer>> {
+    let payload = token.split('.').nth(1)?;
+    let claims = decode_object(payload, "payload").ok()?;
+    issuers.get(claims.get("iss")?.as_str()?)
+}
+
 fn check_signature(
     issuer: &Issuer,
     kid: Option<&str>,
@@ -259,7 +268,9 @@ fn check_signature(
     message: &str,
     sig64: &str,
 ) -> Result<(), TokenError> {
-    let mut candidates = issuer.keys.iter().filter(|k| kid.is_none() || k.kid.as_deref() == kid).peekable();
+    let remote = issuer.remote.as_ref().map(|r| r.keys());
+    let all = issuer.keys.iter().chain(remote.iter().flat_map(|k| k.iter()));
+    let mut candidates = all.filter(|k| kid.is_none() || k.kid.as_deref() == kid).peekable();
     if candidates.peek().is_none() {
         return Err(TokenError::UnknownKid);
     }

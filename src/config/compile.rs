@@ -19,6 +19,7 @@ use super::error::{ConfigError, ConfigErrors, Locator};
 use super::file::{ClaimValue, IssuerSpec, ModeSpec, RequirementSpec, RouteSpec, RoutesFile, UnmatchedSpec};
 use crate::auth::claims::RoleClosure;
 use crate::auth::keys::{self, VerifyKey};
+use crate::auth::remote::{RemoteKeys, Source as RemoteSource};
 use crate::auth::{Issuer, Issuers, TokenCache};
 use crate::decide::{ClaimCheck, Requirement, TemplatePart};
 use crate::forward::Upstream;
@@ -106,7 +107,7 @@ pub fn compile(
 
     let server = compile_server(&mut c, &file);
     let upstreams = compile_upstreams(&mut c, &file, previous);
-    let issuers = file.issuers.iter().filter_map(|spec| compile_issuer(&mut c, spec)).collect::<Vec<_>>();
+    let issuers = file.issuers.iter().filter_map(|spec| compile_issuer(&mut c, spec, previous)).collect::<Vec<_>>();
     let mut seen = HashSet::new();
     for (spec, issuer) in file.issuers.iter().zip(&issuers) {
         if !seen.insert(issuer.name.clone()) {
@@ -204,17 +205,36 @@ fn compile_upstreams(
     out
 }
 
-fn compile_issuer(c: &mut Compiler<'_>, spec: &Spanned<IssuerSpec>) -> Option<Issuer> {
+fn previous_remote(previous: Option<&Snapshot>, issuer: &str) -> Option<Arc<RemoteKeys>> {
+    previous?.issuers.get(issuer)?.remote.clone()
+}
+
+fn compile_issuer(c: &mut Compiler<'_>, spec: &Spanned<IssuerSpec>, previous: Option<&Snapshot>) -> Option<Issuer> {
     let s = spec.get_ref();
     let errors_before = c.errors.len();
     if s.issuer.is_empty() {
         c.err(Some(spec), "issuer must not be empty");
     }
-    for remote in [&s.jwks_url, &s.discovery].into_iter().flatten() {
-        c.err(
-            Some(remote),
-            "jwks_url and discovery (remote keys) are not supported in this version; use jwks_file, keys or secret_env",
-        );
+    let mut remote = None;
+    if let (Some(_), Some(d)) = (&s.jwks_url, &s.discovery) {
+        c.err(Some(d), "give jwks_url or discovery, not both");
+    }
+    let source = match (&s.jwks_url, &s.discovery) {
+        (Some(u), _) => Some((u, crate::auth::remote::parse_url(u.get_ref()).map(RemoteSource::Jwks))),
+        (None, Some(d)) => Some((d, crate::auth::remote::parse_url(d.get_ref()).map(RemoteSource::Discovery))),
+        (None, None) => None,
+    };
+    if s.ca_file.is_some() {
+        c.warnings.push(format!("issuer {:?}: ca_file is ignored (https key URLs are not supported yet)", s.issuer));
+    }
+    match source {
+        Some((_, Ok(source))) => {
+            // A reload keeps the fetched keys of an unchanged issuer.
+            let kept = previous_remote(previous, &s.issuer).filter(|r| r.source == source);
+            remote = Some(kept.unwrap_or_else(|| RemoteKeys::new(&s.issuer, source)));
+        }
+        Some((at, Err(e))) => c.err(Some(at), e),
+        None => {}
     }
     let mut algorithms = Vec::new();
     for a in s.algorithms.get_ref() {
@@ -274,7 +294,7 @@ fn compile_issuer(c: &mut Compiler<'_>, spec: &Spanned<IssuerSpec>) -> Option<Is
         c.err(Some(spec), format!("issuer {:?} has no keys: give keys, jwks_file or secret_env", s.issuer));
     }
     for alg in &algorithms {
-        if c.errors.len() == errors_before && !keys.iter().any(|k| k.algorithms.contains(alg)) {
+        if c.errors.len() == errors_before && remote.is_none() && !keys.iter().any(|k| k.algorithms.contains(alg)) {
             c.warnings.push(format!("issuer {:?}: no key accepts {alg:?}; such tokens will be refused", s.issuer));
         }
     }
@@ -288,6 +308,7 @@ fn compile_issuer(c: &mut Compiler<'_>, spec: &Spanned<IssuerSpec>) -> Option<Is
         permissions_claims: s.permissions_claim.clone(),
         tenant_claim: s.tenant_claim.clone(),
         require_exp: s.require_exp,
+        remote,
     })
 }
 

@@ -238,6 +238,7 @@ impl TestGateway {
         let config = dir.path().join("routes.toml");
         std::fs::write(&config, &text).unwrap();
         let snapshot = rolegate::config::load(&config, None).unwrap_or_else(|e| panic!("test routes invalid:\n{e}"));
+        snapshot.start_remote_keys(&tokio::runtime::Handle::current());
         let shared: Shared = Arc::new(ArcSwap::from_pointee(snapshot));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -1,0 +1,216 @@
+//! Remote keys over HTTP (loopback): `jwks_url` and `discovery`, rotation
+//! followed after one refetch, a burst of unknown kids costing at most one
+//! fetch, the last good keys kept while the identity provider is down, and a
+//! discovery document naming another issuer refused.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rolegate::keygen::PemPair;
+use rolegate::mint::{self, Signer};
+use serde_json::json;
+use support::*;
+
+/// A tiny identity provider: serves a JWKS and a discovery document.
+#[derive(Clone)]
+struct Idp {
+    addr: SocketAddr,
+    jwks: Arc<Mutex<serde_json::Value>>,
+    issuer_in_discovery: Arc<Mutex<String>>,
+    jwks_fetches: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
+}
+
+impl Idp {
+    async fn start(keys: &[(&PemPair, &str)]) -> Idp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let idp = Idp {
+            addr: listener.local_addr().unwrap(),
+            jwks: Arc::new(Mutex::new(json!({"keys": []}))),
+            issuer_in_discovery: Arc::new(Mutex::new(ISS.to_owned())),
+            jwks_fetches: Arc::new(AtomicUsize::new(0)),
+            down: Arc::new(AtomicBool::new(false)),
+        };
+        idp.set_keys(keys);
+        let me = idp.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let me = me.clone();
+                        async move { Ok::<_, Infallible>(me.answer(req.uri().path())) }
+                    });
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        idp
+    }
+
+    fn answer(&self, path: &str) -> Response<Full<Bytes>> {
+        let (status, body) = if self.down.load(Ordering::SeqCst) {
+            (503, "down".to_owned())
+        } else {
+            match path {
+                "/jwks.json" => {
+                    self.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+                    (200, self.jwks.lock().unwrap().to_string())
+                }
+                "/.well-known/openid-configuration" => (
+                    200,
+                    json!({"issuer": *self.issuer_in_discovery.lock().unwrap(),
+                           "jwks_uri": format!("http://{}/jwks.json", self.addr)})
+                    .to_string(),
+                ),
+                _ => (404, "no".to_owned()),
+            }
+        };
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        r
+    }
+
+    fn set_keys(&self, keys: &[(&PemPair, &str)]) {
+        let list: Vec<_> = keys
+            .iter()
+            .map(|(pair, kid)| {
+                let mut jwk = pair.public_jwk.clone();
+                jwk["kid"] = json!(kid);
+                jwk
+            })
+            .collect();
+        *self.jwks.lock().unwrap() = json!({ "keys": list });
+    }
+}
+
+fn routes(key_source: &str) -> String {
+    STANDARD_ROUTES.replacen(
+        "keys = [{ kid = \"k1\", pem_file = \"rsa.pub.pem\" }, { kid = \"e1\", pem_file = \"ec.pub.pem\" }]",
+        key_source,
+        1,
+    )
+}
+
+fn token(pair: &PemPair, kid: &str) -> String {
+    let c = claims(json!({"ts_roles": ["admin"]}));
+    mint::sign(&Signer::Pem(pair.private_pem.clone().into_bytes()), &c, Some(kid), Some(600)).unwrap()
+}
+
+async fn ready(gw: &TestGateway) {
+    assert!(
+        wait_until(Duration::from_secs(10), || async { gw.shared.load().remote_keys_ready() }).await,
+        "no keys fetched"
+    );
+}
+
+#[tokio::test]
+async fn jwks_url_keys_are_fetched_and_rotation_is_followed() {
+    let k1 = rolegate::keygen::rsa().unwrap();
+    let idp = Idp::start(&[(&k1, "k1")]).await;
+    let gw = TestGateway::with_routes(&routes(&format!("jwks_url = \"http://{}/jwks.json\"", idp.addr))).await;
+    ready(&gw).await;
+    assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k1, "k1"))).await.status, 200);
+    let fetches = idp.jwks_fetches.load(Ordering::SeqCst);
+
+    // The IdP rotates: a new key, and tokens signed with it.
+    let k2 = rolegate::keygen::rsa().unwrap();
+    idp.set_keys(&[(&k1, "k1"), (&k2, "k2")]);
+    assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k2, "k2"))).await.status, 200);
+    assert_eq!(idp.jwks_fetches.load(Ordering::SeqCst), fetches + 1, "exactly one refetch");
+    // The old key still works while it is published.
+    assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k1, "k1"))).await.status, 200);
+
+    // A reload keeps the fetched key set of the unchanged issuer (no refetch, no gap).
+    let before = gw.shared.load().issuers.get(ISS).unwrap().remote.clone().unwrap();
+    let reloader = rolegate::reload::Reloader::new(Arc::clone(&gw.shared), gw.config.clone());
+    assert!(matches!(reloader.reload(true), rolegate::reload::Outcome::Applied(_)));
+    let after = gw.shared.load().issuers.get(ISS).unwrap().remote.clone().unwrap();
+    assert!(Arc::ptr_eq(&before, &after));
+    assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k2, "k2"))).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_burst_of_unknown_kids_causes_at_most_one_fetch() {
+    let k1 = rolegate::keygen::rsa().unwrap();
+    let idp = Idp::start(&[(&k1, "k1")]).await;
+    let gw =
+        Arc::new(TestGateway::with_routes(&routes(&format!("jwks_url = \"http://{}/jwks.json\"", idp.addr))).await);
+    ready(&gw).await;
+    let before = idp.jwks_fetches.load(Ordering::SeqCst);
+    let unknown = token(&k1, "nope");
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (gw, t) = (Arc::clone(&gw), unknown.clone());
+        tasks.push(tokio::spawn(async move { gw.send("GET", "/admin/x", Some(&t)).await.status.as_u16() }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 401);
+    }
+    let after = idp.jwks_fetches.load(Ordering::SeqCst);
+    assert!(after - before <= 1, "{} fetches for one burst", after - before);
+    // And it is rate-limited afterwards too.
+    assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k1, "still-unknown"))).await.status, 401);
+    assert_eq!(idp.jwks_fetches.load(Ordering::SeqCst), after);
+}
+
+#[tokio::test]
+async fn idp_down_keeps_the_last_good_keys() {
+    let k1 = rolegate::keygen::rsa().unwrap();
+    let idp = Idp::start(&[(&k1, "k1")]).await;
+    let gw = TestGateway::with_routes(&routes(&format!("jwks_url = \"http://{}/jwks.json\"", idp.addr))).await;
+    ready(&gw).await;
+    idp.down.store(true, Ordering::SeqCst);
+    let remote = gw.shared.load().issuers.get(ISS).unwrap().remote.clone().unwrap();
+    assert!(remote.fetch().await.is_err(), "the refresh fails while the IdP is down");
+    assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k1, "k1"))).await.status, 200);
+}
+
+#[tokio::test]
+async fn discovery_finds_the_jwks_and_checks_the_issuer() {
+    let k1 = rolegate::keygen::rsa().unwrap();
+    let idp = Idp::start(&[(&k1, "k1")]).await;
+    let gw = TestGateway::with_routes(&routes(&format!("discovery = \"http://{}\"", idp.addr))).await;
+    ready(&gw).await;
+    assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k1, "k1"))).await.status, 200);
+
+    // A discovery document that names another issuer is refused: no keys, 401.
+    let idp2 = Idp::start(&[(&k1, "k1")]).await;
+    *idp2.issuer_in_discovery.lock().unwrap() = "https://evil.test".to_owned();
+    let gw2 = TestGateway::with_routes(&routes(&format!("discovery = \"http://{}\"", idp2.addr))).await;
+    let remote = gw2.shared.load().issuers.get(ISS).unwrap().remote.clone().unwrap();
+    let err = remote.fetch().await.unwrap_err();
+    assert!(err.contains("names issuer \"https://evil.test\""), "{err}");
+    assert!(!gw2.shared.load().remote_keys_ready());
+    assert_eq!(gw2.send("GET", "/admin/x", Some(&token(&k1, "k1"))).await.status, 401);
+}
+
+#[test]
+fn non_loopback_http_and_https_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, want) in [
+        ("http://idp.example.com/jwks.json", "loopback addresses only"),
+        ("https://idp.example.com/jwks.json", "not supported in this version"),
+    ] {
+        let text = format!(
+            "[upstreams.default]\nurl = \"http://127.0.0.1:9\"\n[[issuers]]\nissuer = \"x\"\njwks_url = \"{url}\"\n"
+        );
+        let path = dir.path().join("routes.toml");
+        std::fs::write(&path, text).unwrap();
+        let e = rolegate::config::load(&path, None).unwrap_err().to_string();
+        assert!(e.contains(want) && e.contains("routes.toml:5:"), "{e}");
+    }
+}
