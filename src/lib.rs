@@ -35,3 +35,4 @@ pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod snapshot;
+pub mod tls;

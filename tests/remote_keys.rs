@@ -34,6 +34,11 @@ struct Idp {
 
 impl Idp {
     async fn start(keys: &[(&PemPair, &str)]) -> Idp {
+        Self::start_tls(keys, None).await
+    }
+
+    /// With `tls`, the IdP speaks HTTPS with that acceptor.
+    async fn start_tls(keys: &[(&PemPair, &str)], tls: Option<tokio_rustls::TlsAcceptor>) -> Idp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let idp = Idp {
             addr: listener.local_addr().unwrap(),
@@ -48,13 +53,23 @@ impl Idp {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 let me = me.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let me = me.clone();
                         async move { Ok::<_, Infallible>(me.answer(req.uri().path())) }
                     });
-                    let _ =
-                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                    }
                 });
             }
         });
@@ -199,11 +214,11 @@ async fn discovery_finds_the_jwks_and_checks_the_issuer() {
 }
 
 #[test]
-fn non_loopback_http_and_https_are_config_errors() {
+fn non_loopback_http_and_other_schemes_are_config_errors() {
     let dir = tempfile::tempdir().unwrap();
     for (url, want) in [
         ("http://idp.example.com/jwks.json", "loopback addresses only"),
-        ("https://idp.example.com/jwks.json", "not supported in this version"),
+        ("ftp://idp.example.com/jwks.json", "needs https://"),
     ] {
         let text = format!(
             "[upstreams.default]\nurl = \"http://127.0.0.1:9\"\n[[issuers]]\nissuer = \"x\"\njwks_url = \"{url}\"\n"
@@ -213,4 +228,35 @@ fn non_loopback_http_and_https_are_config_errors() {
         let e = rolegate::config::load(&path, None).unwrap_err().to_string();
         assert!(e.contains(want) && e.contains("routes.toml:5:"), "{e}");
     }
+}
+
+#[tokio::test]
+async fn https_jwks_trusted_through_ca_file() {
+    let pki = test_pki();
+    let k1 = rolegate::keygen::rsa().unwrap();
+    let idp = Idp::start_tls(&[(&k1, "k1")], Some(tls_acceptor(&pki.cert_pem, &pki.key_pem))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("idp-ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let source =
+        format!("jwks_url = \"https://127.0.0.1:{}/jwks.json\"\nca_file = \"{}\"", idp.addr.port(), ca.display());
+    let gw = TestGateway::with_routes(&routes(&source)).await;
+    ready(&gw).await;
+    assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k1, "k1"))).await.status, 200);
+}
+
+#[tokio::test]
+async fn https_jwks_with_an_untrusted_certificate_is_refused() {
+    let pki = test_pki();
+    let k1 = rolegate::keygen::rsa().unwrap();
+    let idp = Idp::start_tls(&[(&k1, "k1")], Some(tls_acceptor(&pki.cert_pem, &pki.key_pem))).await;
+    // No ca_file: the test CA is not trusted.
+    let source = format!("jwks_url = \"https://127.0.0.1:{}/jwks.json\"", idp.addr.port());
+    let gw = TestGateway::with_routes(&routes(&source)).await;
+    let remote = gw.shared.load().issuers.get(ISS).unwrap().remote.clone().unwrap();
+    let err = remote.fetch().await.unwrap_err();
+    assert!(err.to_lowercase().contains("certificate") || err.contains("UnknownIssuer"), "{err}");
+    assert!(!gw.shared.load().remote_keys_ready());
+    assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k1, "k1"))).await.status, 401);
+    assert_eq!(idp.jwks_fetches.load(Ordering::SeqCst), 0, "no JWKS was served over an untrusted connection");
 }

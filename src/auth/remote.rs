@@ -5,8 +5,8 @@
 //! - A token whose `kid` is unknown triggers one refetch, at most one per
 //!   issuer per [`MIN_REFETCH`], shared by all concurrent requests.
 //! - A reload keeps the `RemoteKeys` (and its keys) of an unchanged issuer.
-//! - `http://` is accepted for loopback addresses only; `https://` needs TLS
-//!   support, which this version does not have yet.
+//! - `https://` is verified against the webpki and system roots plus the
+//!   issuer's `ca_file`; `http://` is accepted for loopback addresses only.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -37,7 +37,7 @@ pub enum Source {
     Discovery(Uri),
 }
 
-/// Checks a remote key URL: `http://` only for loopback hosts.
+/// Checks a remote key URL: `https://`, or `http://` for loopback hosts only.
 pub fn parse_url(url: &str) -> Result<Uri, String> {
     let uri: Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     match uri.scheme_str() {
@@ -55,10 +55,8 @@ pub fn parse_url(url: &str) -> Result<Uri, String> {
                 Err(format!("{url:?}: http:// is accepted for loopback addresses only; use https://"))
             }
         }
-        Some("https") => {
-            Err(format!("{url:?}: https:// key URLs are not supported in this version (no TLS client yet)"))
-        }
-        _ => Err(format!("{url:?}: the URL needs an http:// (loopback) scheme")),
+        Some("https") if uri.host().is_some() => Ok(uri),
+        _ => Err(format!("{url:?}: the URL needs https:// (or http:// on a loopback address)")),
     }
 }
 
@@ -66,6 +64,9 @@ pub fn parse_url(url: &str) -> Result<Uri, String> {
 pub struct RemoteKeys {
     pub issuer: String,
     pub source: Source,
+    /// The issuer's `ca_file`, part of its identity for reload carry-over.
+    pub ca_file: Option<std::path::PathBuf>,
+    tls: Arc<rustls::ClientConfig>,
     keys: ArcSwap<Vec<VerifyKey>>,
     state: Mutex<State>,
     /// Single flight: one fetch at a time per issuer.
@@ -90,10 +91,18 @@ impl std::fmt::Debug for RemoteKeys {
 }
 
 impl RemoteKeys {
-    pub fn new(issuer: &str, source: Source) -> Arc<RemoteKeys> {
+    /// `tls` is the client configuration for `https://` (see `tls::client_config`).
+    pub fn new(
+        issuer: &str,
+        source: Source,
+        ca_file: Option<std::path::PathBuf>,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Arc<RemoteKeys> {
         Arc::new(RemoteKeys {
             issuer: issuer.to_owned(),
             source,
+            ca_file,
+            tls,
             keys: ArcSwap::from_pointee(Vec::new()),
             state: Mutex::new(State::default()),
             fetching: tokio::sync::Mutex::new(()),
@@ -118,7 +127,7 @@ impl RemoteKeys {
             // Someone fetched while we waited for the lock.
             return Ok(self.keys.load().len());
         }
-        let result = fetch_keys(&self.issuer, &self.source).await;
+        let result = fetch_keys(&self.issuer, &self.source, &self.tls).await;
         let mut state = self.state.lock().map_err(|_| "poisoned".to_owned())?;
         state.last_attempt = Some(Instant::now());
         match result {
@@ -184,8 +193,13 @@ impl RemoteKeys {
     }
 }
 
-async fn get(url: &Uri) -> Result<(Bytes, Option<Duration>), String> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+async fn get(url: &Uri, tls: &Arc<rustls::ClientConfig>) -> Result<(Bytes, Option<Duration>), String> {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((**tls).clone())
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(connector);
     let req = http::Request::get(url.clone())
         .header(http::header::ACCEPT, "application/json")
         .body(Empty::new())
@@ -193,7 +207,7 @@ async fn get(url: &Uri) -> Result<(Bytes, Option<Duration>), String> {
     let resp = tokio::time::timeout(FETCH_TIMEOUT, client.request(req))
         .await
         .map_err(|_| format!("{url}: no answer within {FETCH_TIMEOUT:?}"))?
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
     if !resp.status().is_success() {
         return Err(format!("{url}: HTTP {}", resp.status()));
     }
@@ -211,14 +225,18 @@ async fn get(url: &Uri) -> Result<(Bytes, Option<Duration>), String> {
     Ok((body, max_age))
 }
 
-async fn fetch_keys(issuer: &str, source: &Source) -> Result<(Vec<VerifyKey>, Option<Duration>), String> {
+async fn fetch_keys(
+    issuer: &str,
+    source: &Source,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<(Vec<VerifyKey>, Option<Duration>), String> {
     let jwks_url = match source {
         Source::Jwks(u) => u.clone(),
         Source::Discovery(base) => {
             let url: Uri = format!("{}/.well-known/openid-configuration", base.to_string().trim_end_matches('/'))
                 .parse()
                 .map_err(|e| format!("discovery URL: {e}"))?;
-            let (body, _) = get(&url).await?;
+            let (body, _) = get(&url, tls).await?;
             let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
             let found = doc.get("issuer").and_then(|v| v.as_str()).unwrap_or("");
             if found != issuer {
@@ -228,11 +246,22 @@ async fn fetch_keys(issuer: &str, source: &Source) -> Result<(Vec<VerifyKey>, Op
             parse_url(jwks)?
         }
     };
-    let (body, max_age) = get(&jwks_url).await?;
+    let (body, max_age) = get(&jwks_url, tls).await?;
     let text = std::str::from_utf8(&body).map_err(|_| format!("{jwks_url}: not UTF-8"))?;
     let (keys, notes) = keys::from_jwks(text)?;
     for n in notes {
         tracing::info!(issuer, "{n}");
     }
     Ok((keys, max_age))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
 }

@@ -224,14 +224,24 @@ fn compile_issuer(c: &mut Compiler<'_>, spec: &Spanned<IssuerSpec>, previous: Op
         (None, Some(d)) => Some((d, crate::auth::remote::parse_url(d.get_ref()).map(RemoteSource::Discovery))),
         (None, None) => None,
     };
-    if s.ca_file.is_some() {
-        c.warnings.push(format!("issuer {:?}: ca_file is ignored (https key URLs are not supported yet)", s.issuer));
-    }
+    let ca_file = s.ca_file.as_deref().map(|f| c.resolve(f));
     match source {
-        Some((_, Ok(source))) => {
+        Some((at, Ok(source))) => {
+            if let Some(ca) = &ca_file {
+                // Read as an input, so that a changed CA file reloads too.
+                if let Err(e) = c.read(ca) {
+                    c.err(Some(at), format!("cannot read ca_file {}: {e}", ca.display()));
+                }
+            }
             // A reload keeps the fetched keys of an unchanged issuer.
-            let kept = previous_remote(previous, &s.issuer).filter(|r| r.source == source);
-            remote = Some(kept.unwrap_or_else(|| RemoteKeys::new(&s.issuer, source)));
+            let kept = previous_remote(previous, &s.issuer).filter(|r| r.source == source && r.ca_file == ca_file);
+            match kept {
+                Some(r) => remote = Some(r),
+                None => match crate::tls::client_config(ca_file.as_deref()) {
+                    Ok(tls) => remote = Some(RemoteKeys::new(&s.issuer, source, ca_file, Arc::new(tls))),
+                    Err(e) => c.err(Some(at), e),
+                },
+            }
         }
         Some((at, Err(e))) => c.err(Some(at), e),
         None => {}
