@@ -147,9 +147,18 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let listener =
         server::bind(snapshot.server.listen).with_context(|| format!("cannot listen on {}", snapshot.server.listen))?;
     let bound = listener.local_addr()?;
+    // TLS: the certificate sits in a slot that reloads refill, so renewals need no restart.
+    let cert_slot = snapshot.tls_key.as_ref().map(|k| crate::tls::CertSlot::new((**k).clone()));
+    let tls = match &cert_slot {
+        Some(slot) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::tls::server_config(Arc::clone(slot)).map_err(|e| anyhow!("TLS: {e}"))?,
+        )),
+        None => None,
+    };
     let opts = ServeOptions {
         header_read_timeout: snapshot.server.header_read_timeout,
         shutdown_timeout: snapshot.server.shutdown_timeout,
+        tls,
     };
     let workers = match snapshot.server.workers {
         0 => server::default_workers(),
@@ -168,6 +177,9 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
     println!("listening on {bound}");
     let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let reloader = reload::Reloader::with_metrics(Arc::clone(&shared), path.to_path_buf(), Arc::clone(&metrics));
+    if let Some(slot) = cert_slot {
+        reloader.serve_certificate_into(slot);
+    }
     let admin = crate::admin::Admin::new(Arc::clone(&reloader), metrics);
     let admin_listener = match shared.load().server.admin_listen {
         Some(addr) => {

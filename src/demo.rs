@@ -46,6 +46,7 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
     let opts = ServeOptions {
         header_read_timeout: snapshot.server.header_read_timeout,
         shutdown_timeout: snapshot.server.shutdown_timeout,
+        tls: None,
     };
     let listener = TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;

@@ -53,16 +53,36 @@ pub struct Reloader {
     path: PathBuf,
     status: Mutex<ReloadStatus>,
     metrics: Option<Arc<Metrics>>,
+    /// The TLS certificate being served, refreshed from each applied snapshot.
+    cert_slot: std::sync::OnceLock<Arc<crate::tls::CertSlot>>,
 }
 
 impl Reloader {
     pub fn new(shared: Shared, path: PathBuf) -> Arc<Reloader> {
-        Arc::new(Reloader { shared, path, status: Mutex::new(ReloadStatus::default()), metrics: None })
+        Arc::new(Reloader {
+            shared,
+            path,
+            status: Mutex::new(ReloadStatus::default()),
+            metrics: None,
+            cert_slot: std::sync::OnceLock::new(),
+        })
     }
 
     /// A reloader that also counts its outcomes in `metrics`.
     pub fn with_metrics(shared: Shared, path: PathBuf, metrics: Arc<Metrics>) -> Arc<Reloader> {
-        Arc::new(Reloader { shared, path, status: Mutex::new(ReloadStatus::default()), metrics: Some(metrics) })
+        Arc::new(Reloader {
+            shared,
+            path,
+            status: Mutex::new(ReloadStatus::default()),
+            metrics: Some(metrics),
+            cert_slot: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// From now on, each applied snapshot's `[server] tls` certificate replaces
+    /// the one `slot` serves (new handshakes use it; open connections go on).
+    pub fn serve_certificate_into(&self, slot: Arc<crate::tls::CertSlot>) {
+        let _ = self.cert_slot.set(slot);
     }
 
     pub fn path(&self) -> &Path {
@@ -89,6 +109,9 @@ impl Reloader {
                 }
                 for w in &next.warnings {
                     tracing::warn!("{w}");
+                }
+                if let (Some(slot), Some(key)) = (self.cert_slot.get(), &next.tls_key) {
+                    slot.replace((**key).clone());
                 }
                 let generation = next.generation;
                 let routes = next.routes.len();

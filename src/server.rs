@@ -17,10 +17,22 @@ use crate::gateway::Gateway;
 use crate::headers::ClientConn;
 
 /// Connection settings, from `[server]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct ServeOptions {
     pub header_read_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// TLS termination (`[server] tls`); plain HTTP when `None`.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 /// Serves `listener` until `shutdown` completes; then stops accepting and
@@ -50,19 +62,41 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
         let gw = Arc::clone(&gateway);
         let open = gateway.metrics().open_connections.clone();
         open.inc();
-        let client = Arc::new(ClientConn::new(peer, false));
+        let client = Arc::new(ClientConn::new(peer, opts.tls.is_some()));
         let service = service_fn(move |req| {
             let gw = Arc::clone(&gw);
             let client = Arc::clone(&client);
             async move { Ok::<_, Infallible>(gw.handle(req, &client).await) }
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+        match &opts.tls {
+            None => {
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                    open.dec();
+                });
             }
-            open.dec();
-        });
+            Some(acceptor) => {
+                let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
+                let handshake_timeout = opts.header_read_timeout;
+                tokio::spawn(async move {
+                    // The handshake counts against the header timeout (slow TLS clients too).
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let conn = watcher.watch(builder.serve_connection(TokioIo::new(tls), service));
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, %peer, "connection ended with an error");
+                            }
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                    open.dec();
+                });
+            }
+        }
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
@@ -91,6 +125,7 @@ pub fn serve_workers(
     for index in 0..workers.max(1) {
         let socket = listener.try_clone()?;
         let gateway = gateway.clone();
+        let opts = opts.clone();
         let mut stop = shutdown.clone();
         let thread = std::thread::Builder::new().name(format!("rolegate-worker-{index}")).spawn(move || {
             crate::forward::set_worker_index(index);

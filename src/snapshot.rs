@@ -29,6 +29,8 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     /// Worker threads (`[server] workers`, 0 = one per CPU).
     pub workers: usize,
+    /// `[server] tls`: certificate and key files (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug)]
@@ -45,6 +47,8 @@ pub struct Snapshot {
     pub roles: RoleClosure,
     pub forward: ForwardPlan,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    /// The server certificate read from `[server] tls` for this snapshot.
+    pub tls_key: Option<Arc<rustls::sign::CertifiedKey>>,
     /// Verified tokens of this snapshot (`None`: `[defaults] token_cache = 0`).
     pub token_cache: Option<TokenCache>,
     /// Every file this snapshot was built from: routes.toml first, then key files.

@@ -106,6 +106,17 @@ pub fn compile(
     };
 
     let server = compile_server(&mut c, &file);
+    let tls_key = server.as_ref().and_then(|s| s.tls.clone()).and_then(|(cert, key)| {
+        // Read as inputs (a renewed certificate triggers a reload), then parsed.
+        let read = c.read(&cert).and_then(|_| c.read(&key));
+        match read.map_err(|e| e.to_string()).and_then(|_| crate::tls::load_certified_key(&cert, &key)) {
+            Ok(k) => Some(Arc::new(k)),
+            Err(e) => {
+                c.err::<()>(None, format!("[server] tls: {e}"));
+                None
+            }
+        }
+    });
     let upstreams = compile_upstreams(&mut c, &file, previous);
     let issuers = file.issuers.iter().filter_map(|spec| compile_issuer(&mut c, spec, previous)).collect::<Vec<_>>();
     let mut seen = HashSet::new();
@@ -133,6 +144,7 @@ pub fn compile(
         roles,
         forward,
         upstreams,
+        tls_key,
         token_cache: (file.defaults.token_cache > 0).then(|| TokenCache::new(file.defaults.token_cache)),
         inputs: c.inputs,
         fingerprint: std::hash::Hasher::finish(&c.fingerprint),
@@ -144,12 +156,7 @@ fn compile_server(c: &mut Compiler<'_>, file: &RoutesFile) -> Option<ServerSetti
     let s = &file.server;
     let listen = parse_addr(c, "listen", &s.listen);
     let admin_listen = s.admin_listen.as_deref().map(|a| parse_addr(c, "admin_listen", a));
-    if s.tls.is_some() {
-        c.err::<()>(
-            None,
-            "[server] tls: TLS termination is not supported in this version; terminate TLS in front of rolegate",
-        );
-    }
+    let tls = s.tls.as_ref().map(|t| (c.resolve(&t.cert), c.resolve(&t.key)));
     let mut trusted = Vec::new();
     for p in &s.trusted_proxies {
         match p.get_ref().parse::<IpNet>().or_else(|_| p.get_ref().parse::<std::net::IpAddr>().map(IpNet::from)) {
@@ -167,6 +174,7 @@ fn compile_server(c: &mut Compiler<'_>, file: &RoutesFile) -> Option<ServerSetti
         shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms),
         header_read_timeout: Duration::from_millis(s.header_read_timeout_ms.max(1)),
         workers: s.workers,
+        tls,
     })
 }
 

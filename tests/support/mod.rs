@@ -243,8 +243,11 @@ impl TestGateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let opts =
-            ServeOptions { header_read_timeout: Duration::from_secs(2), shutdown_timeout: Duration::from_secs(5) };
+        let opts = ServeOptions {
+            header_read_timeout: Duration::from_secs(2),
+            shutdown_timeout: Duration::from_secs(5),
+            tls: None,
+        };
         let metrics = Arc::new(rolegate::metrics::Metrics::new());
         let gw = Gateway::with_metrics(Arc::clone(&shared), Arc::clone(&metrics));
         let task = tokio::spawn(async move {

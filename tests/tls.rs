@@ -1,0 +1,118 @@
+//! TLS termination (`[server] tls`) with the real binary: HTTPS requests are
+//! enforced and forwarded with `x-forwarded-proto: https`, and a renewed
+//! certificate is served to new connections without a restart.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::json;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rolegate");
+
+/// One HTTPS GET trusting only `ca_pem`; the status code, or the TLS error.
+async fn https_get(addr: SocketAddr, ca_pem: &str, path: &str, token: &str) -> Result<u16, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    text.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| format!("no HTTP response: {text}"))
+}
+
+#[tokio::test]
+async fn https_is_served_and_certificates_rotate_without_restart() {
+    let echo = rolegate::echo::Echo::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_keys(dir.path());
+    let first = test_pki();
+    std::fs::write(dir.path().join("server.pem"), &first.cert_pem).unwrap();
+    std::fs::write(dir.path().join("server.key"), &first.key_pem).unwrap();
+    let routes = format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+tls = {{ cert = "server.pem", key = "server.key" }}
+[upstreams.default]
+url = "http://{}"
+[[issuers]]
+issuer = "{ISS}"
+audiences = ["{AUD}"]
+keys = [{{ kid = "k1", pem_file = "rsa.pub.pem" }}]
+algorithms = ["RS256"]
+roles_claim = "ts_roles"
+[[routes]]
+name = "admin"
+path = "/admin/**"
+all_roles = ["admin"]
+"#,
+        echo.addr
+    );
+    let config = dir.path().join("routes.toml");
+    std::fs::write(&config, routes).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let addr: SocketAddr = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("listening on ").map(str::to_owned))
+    })
+    .await
+    .unwrap()
+    .expect("listening line")
+    .parse()
+    .unwrap();
+
+    let admin = rs256(&claims(json!({"ts_roles": ["admin"]})));
+    let user = rs256(&claims(json!({"ts_roles": ["user"]})));
+    assert_eq!(https_get(addr, &first.ca_pem, "/admin/x", &admin).await, Ok(200));
+    assert_eq!(https_get(addr, &first.ca_pem, "/admin/x", &user).await, Ok(403));
+    let seen = echo.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("x-forwarded-proto"), Some("https"));
+
+    // Renew: a certificate from another CA. New connections get it; no restart.
+    let second = test_pki();
+    std::fs::write(dir.path().join("server.key.new"), &second.key_pem).unwrap();
+    std::fs::write(dir.path().join("server.pem.new"), &second.cert_pem).unwrap();
+    std::fs::rename(dir.path().join("server.key.new"), dir.path().join("server.key")).unwrap();
+    std::fs::rename(dir.path().join("server.pem.new"), dir.path().join("server.pem")).unwrap();
+    let rotated = wait_until(Duration::from_secs(10), || async {
+        https_get(addr, &second.ca_pem, "/admin/x", &admin).await == Ok(200)
+    })
+    .await;
+    assert!(rotated, "the renewed certificate was not served");
+    assert!(https_get(addr, &first.ca_pem, "/admin/x", &admin).await.is_err(), "the old certificate is gone");
+
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success());
+}
