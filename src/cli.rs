@@ -45,7 +45,13 @@ enum Command {
     /// Serve (the default when no command is given).
     Run,
     /// Validate the route table: exit 0 when valid, 1 with file:line errors otherwise.
-    Check,
+    Check {
+        /// Treat warnings (unreachable routes, routes with no requirement, unusual methods) as errors.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// List the compiled route table in match order.
+    Routes,
     /// Show how one request would be decided.
     Explain(ExplainArgs),
     /// Run the example table in front of a built-in echo upstream, with ready-made tokens.
@@ -71,6 +77,9 @@ struct ExplainArgs {
     /// Claims as JSON, evaluated without a signature.
     #[arg(long)]
     claims: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -97,7 +106,8 @@ pub fn main() -> ExitCode {
     init_tracing(cli.log_format.as_deref());
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.config),
-        Command::Check => return check(&cli.config),
+        Command::Check { strict } => return check(&cli.config, strict),
+        Command::Routes => routes_cmd(&cli.config),
         Command::Explain(args) => explain(&cli.config, &args),
         Command::Demo { listen } => runtime()
             .and_then(|rt| rt.block_on(crate::demo::run(listen)).map(|()| ExitCode::SUCCESS).map_err(|e| anyhow!(e))),
@@ -229,11 +239,15 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(path: &Path) -> ExitCode {
+fn check(path: &Path, strict: bool) -> ExitCode {
     match config::load(path, None) {
         Ok(s) => {
             for w in &s.warnings {
                 println!("warning: {w}");
+            }
+            if strict && !s.warnings.is_empty() {
+                eprintln!("{}: {} warning(s), refused by --strict", path.display(), s.warnings.len());
+                return ExitCode::FAILURE;
             }
             println!("{}: ok ({} routes, {} issuers)", path.display(), s.routes.len(), s.issuers.len());
             ExitCode::SUCCESS
@@ -245,8 +259,98 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
+fn routes_cmd(path: &Path) -> anyhow::Result<ExitCode> {
+    let snap = config::load(path, None).map_err(|e| anyhow!("{e}"))?;
+    println!(
+        "{:<4} {:<6} {:<24} {:<12} {:<32} {:<10} {:<8} requirement",
+        "#", "line", "name", "methods", "path", "upstream", "mode"
+    );
+    for (i, r) in snap.routes.routes().iter().enumerate() {
+        let methods =
+            r.methods.as_ref().map_or("*".to_owned(), |m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","));
+        let path = match &r.host {
+            Some(h) => format!("{}{}", h.glob().glob(), r.pattern.source),
+            None => r.pattern.source.clone(),
+        };
+        let mode = match r.mode {
+            crate::routes::Mode::Enforce => "enforce",
+            crate::routes::Mode::Report => "report",
+        };
+        println!(
+            "{:<4} {:<6} {:<24} {:<12} {:<32} {:<10} {:<8} {}",
+            i + 1,
+            r.line,
+            &*r.name,
+            methods,
+            path,
+            r.upstream.name,
+            mode,
+            describe(r)
+        );
+    }
+    match &snap.unmatched {
+        Some(_) => println!("(no match: any valid token passes to upstream \"default\")"),
+        None => println!("(no match: 404 no_route)"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn explain(path: &Path, args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let snap = config::load(path, None).map_err(|e| anyhow!("{e}"))?;
+    let report = explain_report(&snap, path, args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let field = |k: &str| report.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    if let Some(p) = field("path") {
+        println!("path:        {p} (normalized)");
+    }
+    match report.get("route").filter(|r| !r.is_null()) {
+        Some(r) => println!("route:       {} ({}:{})", r["name"], path.display(), r["line"]),
+        None if report.get("path").is_some() => println!("route:       none"),
+        None => {}
+    }
+    if let Some(req) = field("requirement") {
+        println!("requirement: {req}");
+    }
+    for key in ["roles", "permissions"] {
+        if let Some(list) = report.get(key).and_then(|v| v.as_array()) {
+            let items: Vec<&str> = list.iter().filter_map(|v| v.as_str()).collect();
+            println!("{:<12} {}", format!("{key}:"), items.join(", "));
+        }
+    }
+    if field("verdict").as_deref() == Some("allow") {
+        println!("verdict:     allow ({})", field("reason").unwrap_or_default());
+    } else {
+        println!("verdict:     deny {} {}", report["status"], field("error").unwrap_or_default());
+        println!("reason:      {}", field("reason").unwrap_or_default());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `explain` reports, as JSON (`--json` prints it as is). Uses the same
+/// stages as the gateway: normalize, find, verify, decide.
+fn explain_report(
+    snap: &crate::snapshot::Snapshot,
+    path: &Path,
+    args: &ExplainArgs,
+) -> anyhow::Result<serde_json::Value> {
+    use serde_json::json;
+    let deny = |e: &GatewayError, mut base: serde_json::Value| {
+        let reason = match e {
+            GatewayError::Denied(Denial::Forbidden { reason, .. }) => reason.clone(),
+            other => other.to_string(),
+        };
+        base["verdict"] = json!("deny");
+        base["status"] = json!(e.status().as_u16());
+        base["error"] = json!(e.code());
+        base["reason"] = json!(reason);
+        if let GatewayError::Denied(Denial::Forbidden { missing_permissions, .. }) = e {
+            base["missing_permissions"] = json!(missing_permissions);
+        }
+        base
+    };
     let method = http::Method::from_bytes(args.method.to_ascii_uppercase().as_bytes()).context("--method")?;
     let (raw_path, query) = match args.path.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -254,30 +358,23 @@ fn explain(path: &Path, args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     };
     let target = match normalize::normalize(raw_path, query) {
         Ok(t) => t,
-        Err(e) => {
-            print_verdict(&GatewayError::BadRequest(e));
-            return Ok(ExitCode::SUCCESS);
-        }
+        Err(e) => return Ok(deny(&GatewayError::BadRequest(e), json!({}))),
     };
-    println!("path:        {} (normalized)", target.path());
+    let mut report = json!({ "path": target.path() });
     let host = args.host.as_deref().map(str::to_ascii_lowercase);
-    let route = match snap.routes.find(&method, host.as_deref(), target.path()).or(snap.unmatched.as_ref()) {
-        Some(r) => r,
-        None => {
-            println!("route:       none");
-            print_verdict(&GatewayError::NoRoute);
-            return Ok(ExitCode::SUCCESS);
-        }
+    let Some(route) = snap.routes.find(&method, host.as_deref(), target.path()).or(snap.unmatched.as_ref()) else {
+        report["route"] = serde_json::Value::Null;
+        return Ok(deny(&GatewayError::NoRoute, report));
     };
-    println!("route:       {:?} ({}:{})", &*route.name, path.display(), route.line);
-    println!("requirement: {}", describe(route));
+    report["route"] = json!({"name": &*route.name, "line": route.line, "file": path.display().to_string()});
+    report["requirement"] = json!(describe(route));
     let auth = match (&args.token, &args.claims) {
         (Some(token), _) => match auth::verify(token, &snap.issuers, &snap.roles, gateway::now_secs()) {
             Ok(id) => Auth::Valid(Arc::new(id)),
             Err(e) => Auth::Invalid(e),
         },
-        (None, Some(json)) => {
-            let claims: serde_json::Value = serde_json::from_str(json).context("--claims is not JSON")?;
+        (None, Some(text)) => {
+            let claims: serde_json::Value = serde_json::from_str(text).context("--claims is not JSON")?;
             let claims = claims.as_object().cloned().ok_or_else(|| anyhow!("--claims must be a JSON object"))?;
             let issuer = claims
                 .get("iss")
@@ -291,37 +388,30 @@ fn explain(path: &Path, args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         (None, None) => bail!("give --token or --claims"),
     };
     if let Auth::Valid(id) = &auth {
-        println!("roles:       {}", id.roles.join(", "));
-        println!("permissions: {}", id.permissions.join(", "));
+        report["roles"] = json!(id.roles.iter().map(|r| &**r).collect::<Vec<_>>());
+        report["permissions"] = json!(id.permissions.iter().map(|p| &**p).collect::<Vec<_>>());
     }
-    match decide::evaluate(route, target.path(), &auth) {
-        Ok(()) => println!(
-            "verdict:     allow (forwarded to upstream {:?} as {})",
-            route.upstream.name,
-            target.path_and_query()
-        ),
-        Err(denial) if route.mode == crate::routes::Mode::Report => {
-            println!("verdict:     allow (report mode; enforce would deny: {denial})")
+    Ok(match decide::evaluate(route, target.path(), &auth) {
+        Ok(()) => {
+            report["verdict"] = json!("allow");
+            report["reason"] =
+                json!(format!("forwarded to upstream {:?} as {}", route.upstream.name, target.path_and_query()));
+            report
         }
-        Err(denial) => print_verdict(&GatewayError::Denied(denial)),
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn print_verdict(e: &GatewayError) {
-    println!("verdict:     deny {} {}", e.status().as_u16(), e.code());
-    let reason = match e {
-        GatewayError::Denied(Denial::Forbidden { reason, .. }) => reason.clone(),
-        other => other.to_string(),
-    };
-    println!("reason:      {reason}");
+        Err(denial) if route.mode == crate::routes::Mode::Report => {
+            report["verdict"] = json!("allow");
+            report["reason"] = json!(format!("report mode; enforce would deny: {denial}"));
+            report["report_only"] = json!(true);
+            report
+        }
+        Err(denial) => deny(&GatewayError::Denied(denial), report),
+    })
 }
 
 fn describe(route: &Route) -> String {
     match &route.access {
         Access::Public => "public (no token needed)".to_owned(),
-        Access::Protected(req) if req.is_empty() => "any valid token".to_owned(),
-        Access::Protected(req) => format!("{req:?}"),
+        Access::Protected(req) => req.to_string(),
     }
 }
 

@@ -110,6 +110,43 @@ impl Requirement {
     }
 }
 
+impl fmt::Display for Requirement {
+    /// `all_permissions [a, b]; any_roles [x]; claims tid = {tenant}; any_of ([…] or […])`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts: Vec<String> = Vec::new();
+        for (key, list) in [
+            ("all_permissions", &self.all_permissions),
+            ("any_permissions", &self.any_permissions),
+            ("all_roles", &self.all_roles),
+            ("any_roles", &self.any_roles),
+        ] {
+            if !list.is_empty() {
+                parts.push(format!("{key} [{}]", list.join(", ")));
+            }
+        }
+        for c in &self.claims {
+            let value: String = c
+                .expected
+                .iter()
+                .map(|p| match p {
+                    TemplatePart::Literal(s) => s.clone(),
+                    TemplatePart::Param(n) => format!("{{{n}}}"),
+                })
+                .collect();
+            parts.push(format!("claims {} = {value}", c.claim));
+        }
+        if !self.any_of.is_empty() {
+            let alts: Vec<String> = self.any_of.iter().map(|a| format!("[{a}]")).collect();
+            parts.push(format!("any_of ({})", alts.join(" or ")));
+        }
+        if parts.is_empty() {
+            f.write_str("any valid token")
+        } else {
+            f.write_str(&parts.join("; "))
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Unmet {
     permissions: Vec<String>,

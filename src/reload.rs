@@ -119,10 +119,7 @@ impl Reloader {
                 tracing::info!(generation, routes, "route table reloaded");
                 Outcome::Applied(generation)
             }
-            Err(errors) => {
-                tracing::error!(%errors, "reload refused; the previous route table keeps serving");
-                Outcome::Refused(errors)
-            }
+            Err(errors) => Outcome::Refused(errors),
         };
         if let Some(m) = &self.metrics {
             let result = match &outcome {
@@ -144,6 +141,10 @@ impl Reloader {
                     s.last_error = Some((SystemTime::now(), e.to_string()));
                 }
             }
+        }
+        // Logged after the status is updated, so that whoever reads the log line finds it on /config.
+        if let Outcome::Refused(errors) = &outcome {
+            tracing::error!(%errors, "reload refused; the previous route table keeps serving");
         }
         outcome
     }

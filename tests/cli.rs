@@ -353,3 +353,67 @@ async fn access_log_is_json_and_never_contains_the_token() {
     child.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(child.exit_status().await.success());
 }
+
+#[test]
+fn check_strict_refuses_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_table(dir.path(), "127.0.0.1:9", "admin");
+    let text = std::fs::read_to_string(&path).unwrap() + "\n[[routes]]\npath = \"/admin/x\"\nall_roles = [\"b\"]\n";
+    std::fs::write(&path, text).unwrap();
+    let (code, out, _) = rolegate(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "warnings alone pass: {out}");
+    assert!(out.contains("warning:") && out.contains("is never reached"), "{out}");
+    let (code, _, err) = rolegate(&["check", "--strict", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    let (code, out, _) = rolegate(&["routes", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("/admin/**") && out.contains("all_roles [admin]"), "{out}");
+}
+
+/// `explain --json` gives the status the running gateway answers, over a table of cases.
+#[tokio::test]
+async fn explain_agrees_with_the_gateway() {
+    let gw = TestGateway::start().await;
+    let reader = rs256(&claims(json!({"ts_roles": ["reader"]})));
+    let admin = rs256(&claims(json!({"ts_roles": ["admin"], "tid": "acme"})));
+    let expired = rs256(&claims(json!({"ts_roles": ["admin"], "exp": 1000})));
+    let cases: Vec<(&str, &str, &str)> = vec![
+        ("GET", "/v1/users/7", &reader),
+        ("DELETE", "/v1/users/7", &reader),
+        ("DELETE", "/v1/users/7", &admin),
+        ("GET", "/admin/x", &reader),
+        ("GET", "/admin/x", &admin),
+        ("GET", "/admin/x", &expired),
+        ("GET", "/admin/x", "garbage"),
+        ("GET", "/v1/tenants/acme/x", &admin),
+        ("GET", "/v1/tenants/globex/x", &admin),
+        ("GET", "/reports/1", &reader),
+        ("GET", "/nowhere", &admin),
+        ("GET", "/v1/users/%2e%2e/%2e%2e/admin/x", &reader),
+        ("GET", "/v1/users/a%2fb", &reader),
+        ("GET", "/docs/a", "garbage"),
+        ("GET", "/shadow/x", &reader),
+    ];
+    for (method, path, token) in cases {
+        let (code, out, err) = rolegate(&[
+            "explain",
+            "--json",
+            "--config",
+            gw.config.to_str().unwrap(),
+            "--method",
+            method,
+            "--path",
+            path,
+            "--token",
+            token,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let (status, _) = raw(gw.addr, format!("{method} {path} HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").as_bytes()).await;
+        let explained = match report["verdict"].as_str() {
+            Some("allow") => 200,
+            _ => report["status"].as_u64().unwrap() as u16,
+        };
+        assert_eq!(explained, status, "{method} {path}: explain says {report}");
+    }
+}

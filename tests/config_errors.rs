@@ -148,3 +148,22 @@ fn the_example_routes_toml_is_valid() {
     assert!(s.routes.len() >= 5);
     assert_eq!(s.issuers.len(), 1);
 }
+
+#[test]
+fn check_warns_about_unreachable_and_open_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_keys(dir.path());
+    let extra = "\n[[routes]]\nname = \"all admin\"\npath = \"/admin/**\"\npublic = true\n\n[[routes]]\nname = \"admin users\"\npath = \"/admin/users/*\"\nall_roles = [\"admin\"]\n\n[[routes]]\nname = \"x\"\nmethods = [\"GET\"]\npath = \"/x\"\nall_roles = [\"a\"]\n\n[[routes]]\nname = \"x again\"\nmethods = [\"GET\"]\npath = \"/x\"\nall_roles = [\"b\"]\n\n[[routes]]\nname = \"x post\"\nmethods = [\"POST\", \"PURGE\"]\npath = \"/x\"\n";
+    let s = loads(&format!("{BASE}{extra}"), dir.path());
+    let w = s.warnings.join("\n");
+    assert!(
+        w.contains(
+            "routes.toml:17: route \"admin users\" is never reached: the earlier public route \"all admin\" (line 12)"
+        ),
+        "{w}"
+    );
+    assert!(w.contains("route \"x again\" is never reached: the earlier route \"x\""), "{w}");
+    assert!(!w.contains("\"x post\" is never reached"), "different methods do not shadow: {w}");
+    assert!(w.contains("route \"x post\" has no requirement"), "{w}");
+    assert!(w.contains("unusual method PURGE"), "{w}");
+}

@@ -74,17 +74,26 @@ fn the_route_found_matches_the_forwarded_path() {
     let text = support::STANDARD_ROUTES.replace("{upstream}", "127.0.0.1:9");
     std::fs::write(&path, text).unwrap();
     let snap = rolegate::config::load(&path, None).unwrap();
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 4000, ..ProptestConfig::default() });
+    let mut runner =
+        proptest::test_runner::TestRunner::new(ProptestConfig { cases: 4000, ..ProptestConfig::default() });
     runner
         .run(&raw_path(), |p| {
             if let Ok(t) = normalize(&p, None) {
                 let forwarded = t.path_and_query();
                 if let Some(route) = snap.routes.find(&Method::GET, None, t.path()) {
-                    prop_assert!(route.pattern.is_match(&Candidate::new(forwarded)), "{} does not match {}", forwarded, route.pattern.source);
+                    prop_assert!(
+                        route.pattern.is_match(&Candidate::new(forwarded)),
+                        "{} does not match {}",
+                        forwarded,
+                        route.pattern.source
+                    );
                     for earlier in &snap.routes.routes()[..route.index] {
                         prop_assert!(
-                            !(earlier.accepts(&Method::GET, None) && earlier.pattern.is_match(&Candidate::new(t.path()))),
-                            "an earlier route {} also matches {}", earlier.pattern.source, t.path()
+                            !(earlier.accepts(&Method::GET, None)
+                                && earlier.pattern.is_match(&Candidate::new(t.path()))),
+                            "an earlier route {} also matches {}",
+                            earlier.pattern.source,
+                            t.path()
                         );
                     }
                 }

@@ -435,6 +435,7 @@ fn compile_routes(
             routes.push(route);
         }
     }
+    lint_routes(c, &routes);
     let unmatched = match file.defaults.unmatched {
         UnmatchedSpec::Deny => None,
         UnmatchedSpec::Authenticate => match upstreams.get("default") {
@@ -621,4 +622,62 @@ fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
         parts.push(TemplatePart::Literal(rest.to_owned()));
     }
     Ok(parts)
+}
+
+const KNOWN_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
+
+/// Whether every request route `b` matches is matched by the earlier `a` first
+/// (conservative: same pattern, or `a` is a literal prefix followed by `/**`
+/// that `b`'s literal prefix starts with; `a` accepts every method and host of `b`).
+fn shadows(a: &Route, b: &Route) -> bool {
+    let methods_cover = match (&a.methods, &b.methods) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(am), Some(bm)) => bm.iter().all(|m| am.contains(m)),
+    };
+    if !methods_cover || a.host.is_some() {
+        return false;
+    }
+    let (ap, bp) = (&a.pattern, &b.pattern);
+    if ap.source == bp.source {
+        return true;
+    }
+    // `a` = literal prefix + "/**" (its only glob part).
+    let a_is_prefix_all =
+        ap.source.ends_with("/**") && ap.literal_prefix.len() + 1 == ap.source[1..].split('/').count();
+    a_is_prefix_all
+        && bp.literal_prefix.starts_with(&ap.literal_prefix)
+        && !ap.literal_prefix.iter().any(String::is_empty)
+}
+
+/// Warnings (not errors): routes that can never match, protected routes with
+/// no requirement, public routes that hide protected ones, unusual methods.
+fn lint_routes(c: &mut Compiler<'_>, routes: &[Route]) {
+    let file = c.loc.file().display().to_string();
+    for (i, b) in routes.iter().enumerate() {
+        if let Some(a) = routes[..i].iter().find(|a| shadows(a, b)) {
+            let what = if matches!(a.access, Access::Public) && !matches!(b.access, Access::Public) {
+                "public route"
+            } else {
+                "route"
+            };
+            c.warnings.push(format!(
+                "{file}:{}: route {:?} is never reached: the earlier {what} {:?} (line {}) matches all its requests first",
+                b.line, &*b.name, &*a.name, a.line
+            ));
+        }
+        if let Access::Protected(req) = &b.access {
+            if req.is_empty() {
+                c.warnings.push(format!(
+                    "{file}:{}: route {:?} has no requirement: any valid token passes (add `public = true` or a requirement)",
+                    b.line, &*b.name
+                ));
+            }
+        }
+        for m in b.methods.iter().flatten() {
+            if !KNOWN_METHODS.contains(&m.as_str()) {
+                c.warnings.push(format!("{file}:{}: route {:?}: unusual method {m}", b.line, &*b.name));
+            }
+        }
+    }
 }

@@ -70,6 +70,10 @@ impl<'a> Locator<'a> {
         self.text
     }
 
+    pub fn file(&self) -> &'a Path {
+        self.file
+    }
+
     /// An error at byte `offset` of the text (`None`: no position).
     pub fn error(&self, offset: Option<usize>, message: impl Into<String>) -> ConfigError {
         let (line, col) = match offset {
