@@ -190,7 +190,7 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
     if let Some(slot) = cert_slot {
         reloader.serve_certificate_into(slot);
     }
-    let admin = crate::admin::Admin::new(Arc::clone(&reloader), metrics);
+    let admin = crate::admin::Admin::new(Arc::clone(&reloader), Arc::clone(&metrics));
     let admin_listener = match shared.load().server.admin_listen {
         Some(addr) => {
             let l = server::bind(addr).with_context(|| format!("cannot listen on {addr} (admin)"))?;
@@ -204,7 +204,7 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .block_on(async {
             // Remote key sets: fetched in the background; wait a bounded time for them.
             let snap = shared.load_full();
-            snap.start_remote_keys(&tokio::runtime::Handle::current());
+            snap.start_remote_keys(&tokio::runtime::Handle::current(), Some(&metrics));
             let deadline = tokio::time::Instant::now() + STARTUP_KEY_WAIT;
             while !snap.remote_keys_ready() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;

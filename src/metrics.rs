@@ -30,6 +30,12 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FetchLabels {
+    pub issuer: String,
+    pub result: &'static str,
+}
+
 /// Every metric the gateway keeps.
 pub struct Metrics {
     registry: Registry,
@@ -41,6 +47,8 @@ pub struct Metrics {
     pub token_failures: Family<ReasonLabels, Counter>,
     pub upstream_errors: Family<ReasonLabels, Counter>,
     pub reloads: Family<ResultLabels, Counter>,
+    /// Remote key set fetches by issuer and result (ok, error).
+    pub jwks_fetches: Family<FetchLabels, Counter>,
     pub open_connections: Gauge,
 }
 
@@ -66,6 +74,7 @@ impl Metrics {
         let token_failures = Family::<ReasonLabels, Counter>::default();
         let upstream_errors = Family::<ReasonLabels, Counter>::default();
         let reloads = Family::<ResultLabels, Counter>::default();
+        let jwks_fetches = Family::<FetchLabels, Counter>::default();
         let open_connections = Gauge::default();
         registry.register("requests", "Requests by route, decision and status", requests.clone());
         registry.register("request_duration_seconds", "Time to the response head", request_duration.clone());
@@ -77,6 +86,7 @@ impl Metrics {
         registry.register("token_failures", "Refused tokens by reason", token_failures.clone());
         registry.register("upstream_errors", "Upstream failures by kind", upstream_errors.clone());
         registry.register("reloads", "Route table reloads by result", reloads.clone());
+        registry.register("jwks_fetches", "Remote key set fetches by issuer and result", jwks_fetches.clone());
         registry.register("open_connections", "Client connections open now", open_connections.clone());
         Metrics {
             registry,
@@ -86,6 +96,7 @@ impl Metrics {
             token_failures,
             upstream_errors,
             reloads,
+            jwks_fetches,
             open_connections,
         }
     }

@@ -156,7 +156,7 @@ impl Reloader {
         let outcome = tokio::task::spawn_blocking(move || me.reload(force)).await.unwrap_or(Outcome::Unchanged);
         if let Outcome::Applied(_) = outcome {
             let snap = self.shared.load_full();
-            snap.start_remote_keys(&tokio::runtime::Handle::current());
+            snap.start_remote_keys(&tokio::runtime::Handle::current(), self.metrics.as_ref());
             drop(tokio::task::spawn_blocking(move || snap.routes.warm()));
         }
         outcome

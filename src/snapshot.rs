@@ -62,10 +62,10 @@ pub struct Snapshot {
 impl Snapshot {
     /// Starts the background fetching of every remote key set (once per set:
     /// sets carried over from an earlier snapshot are already running).
-    pub fn start_remote_keys(&self, rt: &tokio::runtime::Handle) {
+    pub fn start_remote_keys(&self, rt: &tokio::runtime::Handle, metrics: Option<&Arc<crate::metrics::Metrics>>) {
         for issuer in self.issuers.iter() {
             if let Some(remote) = &issuer.remote {
-                remote.start_refresher(rt);
+                remote.start_refresher(rt, metrics);
             }
         }
     }

@@ -146,6 +146,9 @@ async fn jwks_url_keys_are_fetched_and_rotation_is_followed() {
     idp.set_keys(&[(&k1, "k1"), (&k2, "k2")]);
     assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k2, "k2"))).await.status, 200);
     assert_eq!(idp.jwks_fetches.load(Ordering::SeqCst), fetches + 1, "exactly one refetch");
+    let metrics = gw.metrics.render();
+    let ok_line = format!("rolegate_jwks_fetches_total{{issuer=\"{ISS}\",result=\"ok\"}} {}", fetches + 1);
+    assert!(metrics.contains(&ok_line), "{metrics}");
     // The old key still works while it is published.
     assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k1, "k1"))).await.status, 200);
 
@@ -191,6 +194,7 @@ async fn idp_down_keeps_the_last_good_keys() {
     idp.down.store(true, Ordering::SeqCst);
     let remote = gw.shared.load().issuers.get(ISS).unwrap().remote.clone().unwrap();
     assert!(remote.fetch().await.is_err(), "the refresh fails while the IdP is down");
+    assert!(gw.metrics.render().contains("result=\"error\"} 1"), "the failure is counted");
     assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k1, "k1"))).await.status, 200);
 }
 

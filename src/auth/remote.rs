@@ -72,6 +72,7 @@ pub struct RemoteKeys {
     /// Single flight: one fetch at a time per issuer.
     fetching: tokio::sync::Mutex<()>,
     refresher: std::sync::atomic::AtomicBool,
+    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 #[derive(Debug, Default)]
@@ -107,6 +108,7 @@ impl RemoteKeys {
             state: Mutex::new(State::default()),
             fetching: tokio::sync::Mutex::new(()),
             refresher: std::sync::atomic::AtomicBool::new(false),
+            metrics: std::sync::OnceLock::new(),
         })
     }
 
@@ -128,6 +130,10 @@ impl RemoteKeys {
             return Ok(self.keys.load().len());
         }
         let result = fetch_keys(&self.issuer, &self.source, &self.tls).await;
+        if let Some(m) = self.metrics.get() {
+            let result = if result.is_ok() { "ok" } else { "error" };
+            m.jwks_fetches.get_or_create(&crate::metrics::FetchLabels { issuer: self.issuer.clone(), result }).inc();
+        }
         let mut state = self.state.lock().map_err(|_| "poisoned".to_owned())?;
         state.last_attempt = Some(Instant::now());
         match result {
@@ -175,7 +181,14 @@ impl RemoteKeys {
 
     /// Starts (once) the background task that fetches now and then refreshes
     /// before the keys go stale; it ends when the `RemoteKeys` is dropped.
-    pub fn start_refresher(self: &Arc<Self>, rt: &tokio::runtime::Handle) {
+    pub fn start_refresher(
+        self: &Arc<Self>,
+        rt: &tokio::runtime::Handle,
+        metrics: Option<&Arc<crate::metrics::Metrics>>,
+    ) {
+        if let Some(m) = metrics {
+            let _ = self.metrics.set(Arc::clone(m));
+        }
         if self.refresher.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return;
         }

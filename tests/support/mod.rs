@@ -238,7 +238,6 @@ impl TestGateway {
         let config = dir.path().join("routes.toml");
         std::fs::write(&config, &text).unwrap();
         let snapshot = rolegate::config::load(&config, None).unwrap_or_else(|e| panic!("test routes invalid:\n{e}"));
-        snapshot.start_remote_keys(&tokio::runtime::Handle::current());
         let shared: Shared = Arc::new(ArcSwap::from_pointee(snapshot));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -249,6 +248,7 @@ impl TestGateway {
             tls: None,
         };
         let metrics = Arc::new(rolegate::metrics::Metrics::new());
+        shared.load().start_remote_keys(&tokio::runtime::Handle::current(), Some(&metrics));
         let gw = Gateway::with_metrics(Arc::clone(&shared), Arc::clone(&metrics));
         let task = tokio::spawn(async move {
             server::serve(listener, gw, opts, async {
