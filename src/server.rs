@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
@@ -43,6 +44,11 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
     // than the auto (h1/h2 sniffing) builder: measured cheaper per request.
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout);
+    // On TLS, ALPN may pick h2: the auto builder serves either.
+    let mut auto_builder = auto::Builder::new(TokioExecutor::new());
+    auto_builder.http1().timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout);
+    auto_builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    let auto_builder = Arc::new(auto_builder);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -79,14 +85,16 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
                 });
             }
             Some(acceptor) => {
-                let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
+                let (acceptor, watcher) = (acceptor.clone(), graceful.watcher());
+                let auto_builder = Arc::clone(&auto_builder);
                 let handshake_timeout = opts.header_read_timeout;
                 tokio::spawn(async move {
                     // The handshake counts against the header timeout (slow TLS clients too).
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let conn = watcher.watch(builder.serve_connection(TokioIo::new(tls), service));
-                            if let Err(e) = conn.await {
+                            // HTTP/2 when the client chose h2 by ALPN, HTTP/1.1 otherwise.
+                            let conn = auto_builder.serve_connection(TokioIo::new(tls), service).into_owned();
+                            if let Err(e) = watcher.watch(conn).await {
                                 tracing::debug!(error = %e, %peer, "connection ended with an error");
                             }
                         }

@@ -77,7 +77,7 @@ impl ResolvesServerCert for CertSlot {
     }
 }
 
-/// The server configuration: TLS 1.2 and 1.3, ALPN `http/1.1`, the
+/// The server configuration: TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`, the
 /// certificate from `slot` (so renewals apply to new handshakes at once).
 pub fn server_config(slot: Arc<CertSlot>) -> Result<Arc<rustls::ServerConfig>, String> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
@@ -85,6 +85,6 @@ pub fn server_config(slot: Arc<CertSlot>) -> Result<Arc<rustls::ServerConfig>, S
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_cert_resolver(slot);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

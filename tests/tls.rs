@@ -18,18 +18,43 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rolegate");
 
-/// One HTTPS GET trusting only `ca_pem`; the status code, or the TLS error.
-async fn https_get(addr: SocketAddr, ca_pem: &str, path: &str, token: &str) -> Result<u16, String> {
+fn client_config(ca_pem: &str, alpn: &[&[u8]]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+/// One HTTP/2 GET over TLS (ALPN h2): the negotiated protocol and the status.
+async fn h2_get(addr: SocketAddr, ca_pem: &str, path: &str, token: &str) -> (Option<Vec<u8>>, u16) {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(ca_pem, &[b"h2"])));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = connector.connect(ServerName::try_from("127.0.0.1").unwrap(), tcp).await.unwrap();
+    let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("https://127.0.0.1{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    (alpn, resp.status().as_u16())
+}
+
+/// One HTTPS GET trusting only `ca_pem`; the status code, or the TLS error.
+async fn https_get(addr: SocketAddr, ca_pem: &str, path: &str, token: &str) -> Result<u16, String> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(ca_pem, &[b"http/1.1"])));
     let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let name = ServerName::try_from("127.0.0.1").unwrap();
     let mut tls = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
@@ -98,6 +123,15 @@ all_roles = ["admin"]
     let seen = echo.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].header("x-forwarded-proto"), Some("https"));
+
+    // HTTP/2 by ALPN: enforced the same, forwarded as HTTP/1.1 with a Host header.
+    assert_eq!(h2_get(addr, &first.ca_pem, "/admin/h2", &admin).await, (Some(b"h2".to_vec()), 200));
+    assert_eq!(h2_get(addr, &first.ca_pem, "/admin/h2", &user).await.1, 403);
+    let seen = echo.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].path_and_query, "/admin/h2");
+    assert_eq!(seen[1].header("host"), Some("127.0.0.1"));
+    assert_eq!(seen[1].header("x-forwarded-proto"), Some("https"));
 
     // Renew: a certificate from another CA. New connections get it; no restart.
     let second = test_pki();
