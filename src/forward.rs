@@ -3,7 +3,7 @@
 //! that was not decided, nor to a path other than the one authorized.
 
 use std::cell::Cell;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -28,7 +28,7 @@ pub fn set_worker_index(index: usize) {
     WORKER.with(|w| w.set(index % MAX_POOLS));
 }
 
-type UpstreamClient = Client<HttpConnector, Incoming>;
+type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>;
 
 /// One `[upstreams.NAME]`, with pooled keep-alive clients (one per worker).
 /// Shared by snapshots: a reload keeps the same `Upstream` (and pools) when
@@ -41,6 +41,8 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     clients: Box<[OnceLock<UpstreamClient>]>,
+    tls: Arc<rustls::ClientConfig>,
+    ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -51,12 +53,26 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     /// `url` is `http://host:port` (an optional trailing `/`, nothing else after it).
-    pub fn new(name: &str, url: &str, connect_timeout: Duration, timeout: Duration) -> Result<Upstream, String> {
+    /// `https://` upstreams are verified against the webpki and system roots
+    /// plus `ca_file` (PEM), when given.
+    pub fn new(
+        name: &str,
+        url: &str,
+        connect_timeout: Duration,
+        timeout: Duration,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Upstream, String> {
         let uri: Uri = url.parse().map_err(|e| format!("upstream url {url:?}: {e}"))?;
         let scheme = uri.scheme().cloned().ok_or_else(|| format!("upstream url {url:?} needs a scheme (http://)"))?;
-        if scheme != Scheme::HTTP {
-            return Err(format!("upstream url {url:?}: only http:// upstreams are supported"));
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err(format!("upstream url {url:?}: the scheme must be http:// or https://"));
         }
+        // Root certificates are loaded only for https:// upstreams.
+        let tls = Arc::new(if scheme == Scheme::HTTPS {
+            crate::tls::client_config(ca_file)?
+        } else {
+            crate::tls::plain_client_config()
+        });
         let authority = uri.authority().cloned().ok_or_else(|| format!("upstream url {url:?} needs a host"))?;
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(format!(
@@ -71,6 +87,8 @@ impl Upstream {
             connect_timeout,
             timeout,
             clients: (0..MAX_POOLS).map(|_| OnceLock::new()).collect(),
+            tls,
+            ca_file: ca_file.map(std::path::Path::to_path_buf),
         })
     }
 
@@ -78,9 +96,15 @@ impl Upstream {
     fn client(&self) -> &UpstreamClient {
         let slot = &self.clients[WORKER.with(Cell::get)];
         slot.get_or_init(|| {
-            let mut connector = HttpConnector::new();
-            connector.set_nodelay(true);
-            connector.set_connect_timeout(Some(self.connect_timeout));
+            let mut http = HttpConnector::new();
+            http.set_nodelay(true);
+            http.set_connect_timeout(Some(self.connect_timeout));
+            http.enforce_http(false);
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config((*self.tls).clone())
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http);
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(90))
                 .pool_timer(TokioTimer::new())
@@ -89,8 +113,17 @@ impl Upstream {
     }
 
     /// Whether a reload may keep this upstream (and its connection pool).
-    pub fn same_settings(&self, url: &str, connect_timeout: Duration, timeout: Duration) -> bool {
-        self.url == url && self.connect_timeout == connect_timeout && self.timeout == timeout
+    pub fn same_settings(
+        &self,
+        url: &str,
+        connect_timeout: Duration,
+        timeout: Duration,
+        ca_file: Option<&std::path::Path>,
+    ) -> bool {
+        self.url == url
+            && self.connect_timeout == connect_timeout
+            && self.timeout == timeout
+            && self.ca_file.as_deref() == ca_file
     }
 }
 

@@ -150,3 +150,48 @@ all_roles = ["admin"]
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn https_upstreams_are_verified_with_ca_file() {
+    use std::convert::Infallible;
+    // An HTTPS upstream whose certificate comes from a test CA.
+    let pki = test_pki();
+    let acceptor = tls_acceptor(&pki.cert_pem, &pki.key_pem);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else { return };
+                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(format!(
+                        "secure {}",
+                        req.uri().path()
+                    )))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("up-ca.pem"), &pki.ca_pem).unwrap();
+    let ca = dir.path().join("up-ca.pem");
+    let routes = format!(
+        "{STANDARD_ROUTES}\n[upstreams.secure]\nurl = \"https://127.0.0.1:{port}\"\nca_file = \"{ca}\"\n\
+         [upstreams.untrusted]\nurl = \"https://127.0.0.1:{port}\"\n\
+         [[routes]]\npath = \"/secure/**\"\npublic = true\nupstream = \"secure\"\n\
+         [[routes]]\npath = \"/untrusted/**\"\npublic = true\nupstream = \"untrusted\"\n",
+        port = up.port(),
+        ca = ca.display()
+    );
+    let gw = TestGateway::with_routes(&routes).await;
+    let r = gw.send("GET", "/secure/x", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "secure /secure/x");
+    // Without the CA, the upstream's certificate is not trusted: 502.
+    assert_eq!(gw.send("GET", "/untrusted/x", None).await.status, 502);
+}

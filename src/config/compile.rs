@@ -197,13 +197,21 @@ fn compile_upstreams(
     for (name, spec) in &file.upstreams {
         let s = spec.get_ref();
         let (ct, to) = (Duration::from_millis(s.connect_timeout_ms), Duration::from_millis(s.timeout_ms));
-        if let Some(old) =
-            previous.and_then(|p| p.upstreams.get(name)).filter(|u| u.same_settings(s.url.get_ref(), ct, to))
+        let ca_file = s.ca_file.as_deref().map(|f| c.resolve(f));
+        if let Some(ca) = &ca_file {
+            if let Err(e) = c.read(ca) {
+                c.err(Some(&s.url), format!("[upstreams.{name}] cannot read ca_file {}: {e}", ca.display()));
+                continue;
+            }
+        }
+        if let Some(old) = previous
+            .and_then(|p| p.upstreams.get(name))
+            .filter(|u| u.same_settings(s.url.get_ref(), ct, to, ca_file.as_deref()))
         {
             out.insert(name.clone(), Arc::clone(old));
             continue;
         }
-        match Upstream::new(name, s.url.get_ref(), ct, to) {
+        match Upstream::new(name, s.url.get_ref(), ct, to, ca_file.as_deref()) {
             Ok(u) => {
                 out.insert(name.clone(), Arc::new(u));
             }

@@ -81,6 +81,9 @@ pub struct UpstreamSpec {
     pub connect_timeout_ms: u64,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Extra CA certificates (PEM) trusted for an `https://` upstream.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// `[[issuers]]`
