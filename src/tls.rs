@@ -44,16 +44,6 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Str
     Ok(config)
 }
 
-/// A client configuration that trusts nothing: for connectors that will only
-/// ever speak plain HTTP.
-pub fn plain_client_config() -> rustls::ClientConfig {
-    rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("the default provider supports the default versions")
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth()
-}
-
 /// A certificate chain and its private key, from PEM files.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
     let chain = CertificateDer::pem_file_iter(cert)
