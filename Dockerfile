@@ -4,6 +4,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY routes.toml ./
+# Cargo.toml declares the benchmarks, so their sources must be present to build at all.
+COPY benches ./benches
 RUN cargo build --release --locked --bin rolegate
 
 FROM debian:bookworm-slim
