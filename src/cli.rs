@@ -165,11 +165,7 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
         )),
         None => None,
     };
-    let opts = ServeOptions {
-        header_read_timeout: snapshot.server.header_read_timeout,
-        shutdown_timeout: snapshot.server.shutdown_timeout,
-        tls,
-    };
+    let opts = ServeOptions { tls, ..ServeOptions::from_settings(&snapshot.server) };
     let workers = match snapshot.server.workers {
         0 => server::default_workers(),
         n => n,

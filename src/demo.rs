@@ -43,11 +43,7 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
         KeySpec { kid: Some("demo".to_owned()), pem_file: pub_path.display().to_string() },
     )]);
     let snapshot = config::compile(file, &path, EXAMPLE_ROUTES, None).map_err(|e| e.to_string())?;
-    let opts = ServeOptions {
-        header_read_timeout: snapshot.server.header_read_timeout,
-        shutdown_timeout: snapshot.server.shutdown_timeout,
-        tls: None,
-    };
+    let opts = ServeOptions::from_settings(&snapshot.server);
     let listener = TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
 

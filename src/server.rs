@@ -24,6 +24,24 @@ pub struct ServeOptions {
     pub shutdown_timeout: Duration,
     /// TLS termination (`[server] tls`); plain HTTP when `None`.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    /// Shared by every worker: one permit per open client connection.
+    pub connections: Arc<tokio::sync::Semaphore>,
+}
+
+impl ServeOptions {
+    /// Options from the snapshot's `[server]` settings (TLS is set by the caller).
+    pub fn from_settings(s: &crate::snapshot::ServerSettings) -> ServeOptions {
+        ServeOptions {
+            header_read_timeout: s.header_read_timeout,
+            shutdown_timeout: s.shutdown_timeout,
+            tls: None,
+            max_header_bytes: s.max_header_bytes,
+            max_headers: s.max_headers,
+            connections: Arc::new(tokio::sync::Semaphore::new(s.max_connections)),
+        }
+    }
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -43,10 +61,19 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
     // HTTP/1.1 (and 1.0) on plain TCP. hyper's http1 builder directly, rather
     // than the auto (h1/h2 sniffing) builder: measured cheaper per request.
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .max_buf_size(opts.max_header_bytes)
+        .max_headers(opts.max_headers);
     // On TLS, ALPN may pick h2: the auto builder serves either.
     let mut auto_builder = auto::Builder::new(TokioExecutor::new());
-    auto_builder.http1().timer(TokioTimer::new()).header_read_timeout(opts.header_read_timeout);
+    auto_builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout)
+        .max_buf_size(opts.max_header_bytes)
+        .max_headers(opts.max_headers);
     auto_builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
     let auto_builder = Arc::new(auto_builder);
     let graceful = GracefulShutdown::new();
@@ -63,6 +90,12 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
                 }
             },
             () = &mut shutdown => break,
+        };
+        // Over the connection limit: close at once rather than queue (the client may retry).
+        let Ok(permit) = Arc::clone(&opts.connections).try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; connection closed");
+            drop(stream);
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let gw = Arc::clone(&gateway);
@@ -82,6 +115,7 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
                     }
                     open.dec();
+                    drop(permit);
                 });
             }
             Some(acceptor) => {
@@ -102,6 +136,7 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                     open.dec();
+                    drop(permit);
                 });
             }
         }

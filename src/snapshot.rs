@@ -29,6 +29,9 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     /// Worker threads (`[server] workers`, 0 = one per CPU).
     pub workers: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_connections: usize,
     /// `[server] tls`: certificate and key files (PEM).
     pub tls: Option<(PathBuf, PathBuf)>,
 }

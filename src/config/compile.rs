@@ -174,6 +174,10 @@ fn compile_server(c: &mut Compiler<'_>, file: &RoutesFile) -> Option<ServerSetti
         shutdown_timeout: Duration::from_millis(s.shutdown_timeout_ms),
         header_read_timeout: Duration::from_millis(s.header_read_timeout_ms.max(1)),
         workers: s.workers,
+        // hyper needs room for at least one read buffer (8 KiB).
+        max_header_bytes: s.max_header_bytes.max(8192),
+        max_headers: s.max_headers.max(1),
+        max_connections: s.max_connections.max(1),
         tls,
     })
 }

@@ -46,6 +46,15 @@ pub struct ServerSpec {
     /// Worker threads, each with its own event loop; 0 = one per CPU.
     #[serde(default)]
     pub workers: usize,
+    /// Largest request head (request line + headers) accepted; larger gets 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; more gets 431.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Most client connections open at once; further ones are closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Time allowed for a client to send the request headers (slowloris guard).
     #[serde(default = "default_header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
@@ -60,6 +69,9 @@ impl Default for ServerSpec {
             trusted_proxies: Vec::new(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
             workers: 0,
+            max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
+            max_connections: default_max_connections(),
             header_read_timeout_ms: default_header_read_timeout_ms(),
         }
     }
@@ -266,6 +278,15 @@ fn default_shutdown_timeout_ms() -> u64 {
     30_000
 }
 fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_header_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_headers() -> usize {
+    100
+}
+fn default_max_connections() -> usize {
     10_000
 }
 fn default_connect_timeout_ms() -> u64 {

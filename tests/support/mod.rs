@@ -245,7 +245,7 @@ impl TestGateway {
         let opts = ServeOptions {
             header_read_timeout: Duration::from_secs(2),
             shutdown_timeout: Duration::from_secs(5),
-            tls: None,
+            ..ServeOptions::from_settings(&shared.load().server)
         };
         let metrics = Arc::new(rolegate::metrics::Metrics::new());
         shared.load().start_remote_keys(&tokio::runtime::Handle::current(), Some(&metrics));

@@ -1,0 +1,73 @@
+//! Resource limits: oversized or too many headers get 431, a slow client is
+//! cut off after the header timeout, and the connection limit holds.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn with_server_settings(extra: &str) -> String {
+    STANDARD_ROUTES.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:0\"\n{extra}"))
+}
+
+#[tokio::test]
+async fn oversized_and_too_many_headers_get_431() {
+    let gw = TestGateway::with_routes(&with_server_settings("max_header_bytes = 8192\nmax_headers = 20")).await;
+    let big =
+        format!("GET /docs/x HTTP/1.1\r\nHost: gw.test\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "a".repeat(20_000));
+    assert_eq!(raw(gw.addr, big.as_bytes()).await.0, 431);
+    let many: String = (0..50).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let req = format!("GET /docs/x HTTP/1.1\r\nHost: gw.test\r\n{many}Connection: close\r\n\r\n");
+    assert_eq!(raw(gw.addr, req.as_bytes()).await.0, 431);
+    // Within the limits: fine.
+    let ok = "GET /docs/x HTTP/1.1\r\nHost: gw.test\r\nX-Small: 1\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw(gw.addr, ok.as_bytes()).await.0, 200);
+    assert_eq!(gw.upstream_saw().len(), 1);
+}
+
+#[tokio::test]
+async fn a_slow_client_is_cut_off_after_the_header_timeout() {
+    // The test gateway's header timeout is 2 s.
+    let gw = TestGateway::start().await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /docs/x HTTP/1.1\r\nHost: gw.test\r\nX-Slow: ").await.unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    // Read until the gateway closes the connection (it may first answer 408).
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "the connection was not closed");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8), "closed after {waited:?}");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(gw.upstream_saw().is_empty());
+}
+
+#[tokio::test]
+async fn the_connection_limit_holds() {
+    let gw = TestGateway::with_routes(&with_server_settings("max_connections = 2")).await;
+    let req = b"GET /docs/x HTTP/1.1\r\nHost: gw.test\r\n\r\n";
+    // Two keep-alive connections, each served once and left open.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(req).await.unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        held.push(s);
+    }
+    // A third is closed without an answer.
+    let (status, _) = raw(gw.addr, b"GET /docs/x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 0, "the third connection must be refused");
+    // Closing one frees a place.
+    drop(held.pop());
+    let ok = wait_until(Duration::from_secs(10), || async {
+        raw(gw.addr, b"GET /docs/x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n").await.0 == 200
+    })
+    .await;
+    assert!(ok, "a freed place was not reused");
+}
