@@ -8,7 +8,8 @@
 //! - refused (400): a raw `\`, a control character or NUL, a raw non-ASCII byte,
 //!   `%2F`/`%5C` (encoded slash or backslash), an encoded control character or NUL,
 //!   a malformed `%` escape, percent-escapes that do not decode to valid UTF-8
-//!   (overlong forms included), a dot segment carrying `;` parameters (`..;x`),
+//!   (overlong forms included), a dot segment carrying `;` parameters (`..;x`,
+//!   also encoded: `..%3B`, `%2e%2e%3b`),
 //!   and `..` that would climb above the root;
 //! - percent-escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded;
 //!   every other escape is kept, with upper-case hex digits;
@@ -161,9 +162,9 @@ pub fn normalize(raw_path: &str, query: Option<&str>) -> Result<Target, RequestE
                 trailing_slash = !starts.is_empty();
                 continue;
             }
-            s if s.contains(';') && matches!(s.split(';').next(), Some("." | "..")) => {
-                return Err(RequestError::DotSegmentParams);
-            }
+            // `..;x`, `.;x`, and their encoded forms (`..%3B`): servers that strip
+            // matrix parameters (Tomcat, Jetty) would resolve these as dot segments.
+            s if is_dot_with_params(s) => return Err(RequestError::DotSegmentParams),
             _ => {}
         }
         trailing_slash = false;
@@ -180,6 +181,13 @@ pub fn normalize(raw_path: &str, query: Option<&str>) -> Result<Target, RequestE
         out.push_str(q);
     }
     Ok(Target { buf: out, path_len })
+}
+
+/// A segment (already decoded to rolegate's form, hex upper-case) that is `.`
+/// or `..` followed by parameters, raw (`;`) or encoded (`%3B`).
+fn is_dot_with_params(seg: &str) -> bool {
+    let rest = seg.trim_start_matches('.');
+    matches!(seg.len() - rest.len(), 1 | 2) && (rest.starts_with(';') || rest.starts_with("%3B"))
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -310,6 +318,9 @@ mod tests {
             ("/a%ff", RequestError::InvalidUtf8),
             ("/a/..;/b", RequestError::DotSegmentParams),
             ("/a/.;x/b", RequestError::DotSegmentParams),
+            ("/a/..%3b/b", RequestError::DotSegmentParams),
+            ("/a/%2e%2e%3B/b", RequestError::DotSegmentParams),
+            ("/a/.%3bx/b", RequestError::DotSegmentParams),
             ("/..", RequestError::AboveRoot),
             ("/a/../..", RequestError::AboveRoot),
             ("/%2e%2e/x", RequestError::AboveRoot),

@@ -337,15 +337,29 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     };
     let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    // Skip interim (1xx) responses such as `100 Continue`.
+    let mut rest = text.as_str();
+    while rest.starts_with("HTTP/1.1 1") {
+        match rest.find("\r\n\r\n") {
+            Some(end) => rest = &rest[end + 4..],
+            None => break,
+        }
+    }
+    let status = rest.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, text)
 }
 
 fn response_end(buf: &[u8]) -> Option<usize> {
+    let mut start = 0;
+    // Interim responses have no body: look past them.
+    while buf[start..].starts_with(b"HTTP/1.1 1") {
+        start += buf[start..].windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    }
+    let buf = &buf[start..];
     let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
     let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().ok()))??;
-    (buf.len() >= head_end + len).then_some(head_end + len)
+    (buf.len() >= head_end + len).then_some(start + head_end + len)
 }
 
 /// A GET with a bearer token, as raw bytes, for a request target the client
