@@ -183,6 +183,10 @@ impl Gateway {
             ctx.reason = Some(format!("report-only: {denial}"));
             ctx.reported = true;
         }
+        // An Upgrade (WebSocket…) on an allowed route is passed through: only now,
+        // after the verdict, so a denied route never upgrades.
+        let upgrade = headers::upgrade_request(req.headers());
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         headers::upstream_request(
             req.headers_mut(),
             &snap.forward,
@@ -191,6 +195,9 @@ impl Gateway {
             request_id,
             permit.identity().map(|a| &**a),
         );
+        if let Some(protocol) = &upgrade {
+            headers::set_upgrade(req.headers_mut(), protocol);
+        }
         if !req.headers().contains_key(http::header::HOST) {
             if let Some(h) = host_value {
                 req.headers_mut().insert(http::header::HOST, h);
@@ -199,9 +206,24 @@ impl Gateway {
         let waiting = Instant::now();
         let resp = forward::forward(req, &permit).await;
         ctx.upstream_wait = waiting.elapsed();
-        let resp = resp?;
+        let mut resp = resp?;
+        let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+        let upstream_upgrade = (switching && client_upgrade.is_some()).then(|| hyper::upgrade::on(&mut resp));
         let (mut parts, body) = resp.into_parts();
+        let granted = headers::upgrade_request(&parts.headers);
         headers::client_response(&mut parts.headers, request_id);
+        if let (Some(client), Some(upstream), Some(protocol)) = (client_upgrade, upstream_upgrade, granted) {
+            headers::set_upgrade(&mut parts.headers, &protocol);
+            tokio::spawn(async move {
+                match (client.await, upstream.await) {
+                    (Ok(c), Ok(u)) => {
+                        let (mut c, mut u) = (hyper_util::rt::TokioIo::new(c), hyper_util::rt::TokioIo::new(u));
+                        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                    }
+                    (c, u) => tracing::debug!(client = c.is_ok(), upstream = u.is_ok(), "upgrade failed"),
+                }
+            });
+        }
         Ok(Response::from_parts(parts, Either::Left(body)))
     }
 }

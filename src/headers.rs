@@ -56,6 +56,27 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
+/// The protocol of an Upgrade request or a 101 response (`Upgrade: websocket`
+/// with `Connection: upgrade`), if it is one.
+pub fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !connection_upgrade {
+        return None;
+    }
+    headers.get(header::UPGRADE).cloned()
+}
+
+/// Restores `Upgrade` and `Connection: upgrade` (removed with the hop-by-hop headers).
+pub fn set_upgrade(headers: &mut HeaderMap, protocol: &HeaderValue) {
+    headers.insert(header::UPGRADE, protocol.clone());
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+}
+
 /// Where an identity header's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentitySource {

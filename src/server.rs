@@ -11,7 +11,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::gateway::Gateway;
@@ -76,7 +75,10 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
         .max_headers(opts.max_headers);
     auto_builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
     let auto_builder = Arc::new(auto_builder);
-    let graceful = GracefulShutdown::new();
+    // Graceful shutdown: each connection task watches `stop` and holds a `drain`
+    // sender; when every sender is gone, every connection has finished.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (drain_tx, mut drain_rx) = tokio::sync::mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -109,17 +111,28 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
         });
         match &opts.tls {
             None => {
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                // With upgrades: a WebSocket (or other Upgrade) on an allowed route is passed through.
+                let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+                let (mut stop, drain) = (stop_rx.clone(), drain_tx.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let mut conn = std::pin::pin!(conn);
+                    let result = tokio::select! {
+                        r = conn.as_mut() => r,
+                        () = stopped(&mut stop) => {
+                            conn.as_mut().graceful_shutdown();
+                            conn.await
+                        }
+                    };
+                    if let Err(e) = result {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
                     }
                     open.dec();
-                    drop(permit);
+                    drop((permit, drain));
                 });
             }
             Some(acceptor) => {
-                let (acceptor, watcher) = (acceptor.clone(), graceful.watcher());
+                let acceptor = acceptor.clone();
+                let (mut stop, drain) = (stop_rx.clone(), drain_tx.clone());
                 let auto_builder = Arc::clone(&auto_builder);
                 let handshake_timeout = opts.header_read_timeout;
                 tokio::spawn(async move {
@@ -127,8 +140,17 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             // HTTP/2 when the client chose h2 by ALPN, HTTP/1.1 otherwise.
-                            let conn = auto_builder.serve_connection(TokioIo::new(tls), service).into_owned();
-                            if let Err(e) = watcher.watch(conn).await {
+                            let conn =
+                                auto_builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
+                            let mut conn = std::pin::pin!(conn);
+                            let result = tokio::select! {
+                                r = conn.as_mut() => r,
+                                () = stopped(&mut stop) => {
+                                    conn.as_mut().graceful_shutdown();
+                                    conn.await
+                                }
+                            };
+                            if let Err(e) = result {
                                 tracing::debug!(error = %e, %peer, "connection ended with an error");
                             }
                         }
@@ -136,19 +158,26 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                     open.dec();
-                    drop(permit);
+                    drop((permit, drain));
                 });
             }
         }
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
-    match tokio::time::timeout(opts.shutdown_timeout, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("all connections closed"),
+    let _ = stop_tx.send(true);
+    drop(drain_tx);
+    match tokio::time::timeout(opts.shutdown_timeout, drain_rx.recv()).await {
+        Ok(_) => tracing::info!("all connections closed"),
         Err(_) => {
             tracing::warn!(timeout = ?opts.shutdown_timeout, "shutdown deadline passed with requests still in flight")
         }
     }
+}
+
+/// Resolves once shutdown has begun (the guard of the watch value is not kept).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Serves one listening socket with `workers` threads, each running its own
