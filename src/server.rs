@@ -25,6 +25,7 @@ pub struct ServeOptions {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub max_header_bytes: usize,
     pub max_headers: usize,
+    pub idle_timeout: Duration,
     /// Shared by every worker: one permit per open client connection.
     pub connections: Arc<tokio::sync::Semaphore>,
 }
@@ -37,6 +38,7 @@ impl ServeOptions {
             shutdown_timeout: s.shutdown_timeout,
             tls: None,
             max_header_bytes: s.max_header_bytes,
+            idle_timeout: s.idle_timeout,
             max_headers: s.max_headers,
             connections: Arc::new(tokio::sync::Semaphore::new(s.max_connections)),
         }
@@ -104,11 +106,20 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
         let open = gateway.metrics().open_connections.clone();
         open.inc();
         let client = Arc::new(ClientConn::new(peer, opts.tls.is_some()));
+        let activity = Arc::new(Activity::default());
+        let seen = Arc::clone(&activity);
         let service = service_fn(move |req| {
             let gw = Arc::clone(&gw);
             let client = Arc::clone(&client);
-            async move { Ok::<_, Infallible>(gw.handle(req, &client).await) }
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.begin();
+                let resp = gw.handle(req, &client).await;
+                seen.end();
+                Ok::<_, Infallible>(resp)
+            }
         });
+        let idle_timeout = opts.idle_timeout;
         match &opts.tls {
             None => {
                 // With upgrades: a WebSocket (or other Upgrade) on an allowed route is passed through.
@@ -119,6 +130,10 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
                     let result = tokio::select! {
                         r = conn.as_mut() => r,
                         () = stopped(&mut stop) => {
+                            conn.as_mut().graceful_shutdown();
+                            conn.await
+                        }
+                        () = idle(&activity, idle_timeout) => {
                             conn.as_mut().graceful_shutdown();
                             conn.await
                         }
@@ -149,6 +164,10 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
                                     conn.as_mut().graceful_shutdown();
                                     conn.await
                                 }
+                                () = idle(&activity, idle_timeout) => {
+                                    conn.as_mut().graceful_shutdown();
+                                    conn.await
+                                }
                             };
                             if let Err(e) = result {
                                 tracing::debug!(error = %e, %peer, "connection ended with an error");
@@ -171,6 +190,53 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
         Ok(_) => tracing::info!("all connections closed"),
         Err(_) => {
             tracing::warn!(timeout = ?opts.shutdown_timeout, "shutdown deadline passed with requests still in flight")
+        }
+    }
+}
+
+/// When a connection last started or finished a request, and how many it is
+/// handling now (for the keep-alive idle timeout).
+#[derive(Debug)]
+struct Activity {
+    last: std::sync::atomic::AtomicU64,
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            last: std::sync::atomic::AtomicU64::new(millis()),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Activity {
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn end(&self) {
+        self.last.store(millis(), std::sync::atomic::Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Milliseconds on a process-wide monotonic clock.
+fn millis() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
+}
+
+/// Resolves once the connection has had no request in flight for `timeout`
+/// (checked a few times per timeout, not per request).
+async fn idle(activity: &Activity, timeout: Duration) {
+    let tick = (timeout / 4).max(Duration::from_millis(25));
+    let limit = timeout.as_millis() as u64;
+    loop {
+        tokio::time::sleep(tick).await;
+        let idle_for = millis().saturating_sub(activity.last.load(std::sync::atomic::Ordering::Relaxed));
+        if activity.in_flight.load(std::sync::atomic::Ordering::Relaxed) == 0 && idle_for >= limit {
+            return;
         }
     }
 }

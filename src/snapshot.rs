@@ -32,6 +32,7 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_connections: usize,
+    pub idle_timeout: Duration,
     /// `[server] tls`: certificate and key files (PEM).
     pub tls: Option<(PathBuf, PathBuf)>,
 }

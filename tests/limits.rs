@@ -71,3 +71,26 @@ async fn the_connection_limit_holds() {
     .await;
     assert!(ok, "a freed place was not reused");
 }
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let gw = TestGateway::with_routes(&with_server_settings("idle_timeout_ms = 300")).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /docs/x HTTP/1.1\r\nHost: gw.test\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Idle now: the gateway closes the connection (EOF) within a bounded time.
+    let started = Instant::now();
+    let eof = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(eof.is_ok(), "the idle connection was not closed");
+    assert!(started.elapsed() >= Duration::from_millis(250), "closed too early: {:?}", started.elapsed());
+}

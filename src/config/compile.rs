@@ -178,6 +178,7 @@ fn compile_server(c: &mut Compiler<'_>, file: &RoutesFile) -> Option<ServerSetti
         max_header_bytes: s.max_header_bytes.max(8192),
         max_headers: s.max_headers.max(1),
         max_connections: s.max_connections.max(1),
+        idle_timeout: Duration::from_millis(s.idle_timeout_ms.max(100)),
         tls,
     })
 }

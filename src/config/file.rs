@@ -52,6 +52,9 @@ pub struct ServerSpec {
     /// Most header fields in one request; more gets 431.
     #[serde(default = "default_max_headers")]
     pub max_headers: usize,
+    /// A keep-alive connection with no request for this long is closed.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
     /// Most client connections open at once; further ones are closed at once.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
@@ -72,6 +75,7 @@ impl Default for ServerSpec {
             max_header_bytes: default_max_header_bytes(),
             max_headers: default_max_headers(),
             max_connections: default_max_connections(),
+            idle_timeout_ms: default_idle_timeout_ms(),
             header_read_timeout_ms: default_header_read_timeout_ms(),
         }
     }
@@ -285,6 +289,9 @@ fn default_max_header_bytes() -> usize {
 }
 fn default_max_headers() -> usize {
     100
+}
+fn default_idle_timeout_ms() -> u64 {
+    60_000
 }
 fn default_max_connections() -> usize {
     10_000
