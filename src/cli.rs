@@ -52,6 +52,16 @@ enum Command {
     },
     /// List the compiled route table in match order.
     Routes,
+    /// What would an edit change? Evaluates two tables on the same requests
+    /// (JSON lines of {method, host, path, claims}) and prints every changed verdict.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        /// JSON lines: {"method": "GET", "host": "api.example.com", "path": "/v1/x", "claims": {...}}
+        /// (no `claims`: no token).
+        #[arg(long)]
+        replay: PathBuf,
+    },
     /// Show how one request would be decided.
     Explain(ExplainArgs),
     /// Run the example table in front of a built-in echo upstream, with ready-made tokens.
@@ -108,6 +118,7 @@ pub fn main() -> ExitCode {
         Command::Run => run(&cli.config),
         Command::Check { strict } => return check(&cli.config, strict),
         Command::Routes => routes_cmd(&cli.config),
+        Command::Diff { old, new, replay } => diff_cmd(&old, &new, &replay),
         Command::Explain(args) => explain(&cli.config, &args),
         Command::Demo { listen } => runtime()
             .and_then(|rt| rt.block_on(crate::demo::run(listen)).map(|()| ExitCode::SUCCESS).map_err(|e| anyhow!(e))),
@@ -423,5 +434,77 @@ fn mint_cmd(args: &MintArgs) -> anyhow::Result<ExitCode> {
     let ttl = mint::parse_ttl(&args.ttl).map_err(|e| anyhow!(e))?;
     let token = mint::sign(&signer, &claims, args.kid.as_deref(), Some(ttl)).map_err(|e| anyhow!(e))?;
     println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The verdict of one replayed request on one table: (status, route name, reason).
+fn replay_verdict(
+    snap: &crate::snapshot::Snapshot,
+    request: &serde_json::Value,
+) -> anyhow::Result<(u16, String, String)> {
+    let method = request.get("method").and_then(|m| m.as_str()).unwrap_or("GET");
+    let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).context("method")?;
+    let raw = request.get("path").and_then(|p| p.as_str()).ok_or_else(|| anyhow!("a request needs \"path\""))?;
+    let (raw_path, query) = match raw.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (raw, None),
+    };
+    let target = match normalize::normalize(raw_path, query) {
+        Ok(t) => t,
+        Err(e) => return Ok((400, "-".into(), e.to_string())),
+    };
+    let host = request.get("host").and_then(|h| h.as_str()).map(str::to_ascii_lowercase);
+    let Some(route) = snap.routes.find(&method, host.as_deref(), target.path()).or(snap.unmatched.as_ref()) else {
+        return Ok((404, "-".into(), "no route".into()));
+    };
+    let auth = match request.get("claims").and_then(|c| c.as_object()) {
+        None => Auth::Missing,
+        Some(claims) => {
+            let issuer = claims
+                .get("iss")
+                .and_then(|i| i.as_str())
+                .and_then(|i| snap.issuers.get(i))
+                .or_else(|| snap.issuers.iter().next())
+                .cloned()
+                .ok_or_else(|| anyhow!("the table has no issuer"))?;
+            Auth::Valid(Arc::new(auth::identity_from_claims(claims.clone(), issuer, &snap.roles, None)))
+        }
+    };
+    Ok(match decide::evaluate(route, target.path(), &auth) {
+        Ok(()) => (200, route.name.to_string(), "allow".into()),
+        Err(_) if route.mode == crate::routes::Mode::Report => {
+            (200, route.name.to_string(), "allow (report mode)".into())
+        }
+        Err(d) => (GatewayError::Denied(d.clone()).status().as_u16(), route.name.to_string(), d.to_string()),
+    })
+}
+
+fn diff_cmd(old: &Path, new: &Path, replay: &Path) -> anyhow::Result<ExitCode> {
+    let before = config::load(old, None).map_err(|e| anyhow!("{e}"))?;
+    let after = config::load(new, None).map_err(|e| anyhow!("{e}"))?;
+    let text = std::fs::read_to_string(replay).with_context(|| format!("reading {}", replay.display()))?;
+    let (mut total, mut changed, mut newly_denied, mut newly_allowed) = (0, 0, 0, 0);
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let request: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}:{}: not JSON", replay.display(), n + 1))?;
+        total += 1;
+        let (s1, r1, why1) = replay_verdict(&before, &request)?;
+        let (s2, r2, why2) = replay_verdict(&after, &request)?;
+        if s1 != s2 {
+            changed += 1;
+            if s1 == 200 {
+                newly_denied += 1;
+            } else if s2 == 200 {
+                newly_allowed += 1;
+            }
+            let method = request.get("method").and_then(|m| m.as_str()).unwrap_or("GET");
+            let path = request.get("path").and_then(|p| p.as_str()).unwrap_or("");
+            println!("{}:{}: {method} {path}: {s1} ({r1}: {why1}) -> {s2} ({r2}: {why2})", replay.display(), n + 1);
+        }
+    }
+    println!("{total} requests replayed: {changed} verdicts change ({newly_denied} newly denied, {newly_allowed} newly allowed)");
     Ok(ExitCode::SUCCESS)
 }

@@ -417,3 +417,37 @@ async fn explain_agrees_with_the_gateway() {
         assert_eq!(explained, status, "{method} {path}: explain says {report}");
     }
 }
+
+/// `diff`: a tightened route shows its newly denied requests; an unchanged route shows none.
+#[test]
+fn diff_shows_what_an_edit_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = write_table(dir.path(), "127.0.0.1:9", "admin");
+    let base =
+        std::fs::read_to_string(&old).unwrap() + "\n[[routes]]\nname = \"docs\"\npath = \"/docs/**\"\npublic = true\n";
+    std::fs::write(&old, &base).unwrap();
+    let new = dir.path().join("new.toml");
+    // Tighten the admin route: "admin" is no longer enough, "superadmin" is needed.
+    std::fs::write(&new, base.replace("all_roles = [\"admin\"]", "all_roles = [\"superadmin\"]")).unwrap();
+    let replay = dir.path().join("replay.jsonl");
+    let lines = [
+        json!({"method": "GET", "path": "/admin/a", "claims": {"ts_roles": ["admin"]}}),
+        json!({"method": "POST", "path": "/admin/b", "claims": {"ts_roles": ["admin"]}}),
+        json!({"method": "GET", "path": "/admin/c", "claims": {"ts_roles": ["superadmin"]}}),
+        json!({"method": "GET", "path": "/admin/d"}),
+        json!({"method": "GET", "path": "/docs/x"}),
+        json!({"method": "GET", "path": "/docs/y", "claims": {"ts_roles": ["admin"]}}),
+    ];
+    std::fs::write(&replay, lines.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n")).unwrap();
+    let (code, out, err) =
+        rolegate(&["diff", old.to_str().unwrap(), new.to_str().unwrap(), "--replay", replay.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("replay.jsonl:1: GET /admin/a: 200 (admin: allow) -> 403 (admin: missing role superadmin)"),
+        "{out}"
+    );
+    assert!(out.contains("replay.jsonl:2: POST /admin/b: 200"), "{out}");
+    assert!(out.contains("replay.jsonl:3: GET /admin/c: 403") && out.contains("-> 200"), "{out}");
+    assert!(!out.contains("/admin/d") && !out.contains("/docs/"), "unchanged verdicts are not listed: {out}");
+    assert!(out.contains("6 requests replayed: 3 verdicts change (2 newly denied, 1 newly allowed)"), "{out}");
+}
