@@ -190,10 +190,15 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let serving = std::thread::Builder::new()
         .name("rolegate-serve".into())
         .spawn(move || server::serve_workers(listener, gateway, opts, workers, stop_rx))?;
-    // Scripts and tests read the bound address from this line.
-    println!("listening on {bound}");
     let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let reloader = reload::Reloader::with_metrics(Arc::clone(&shared), path.to_path_buf(), Arc::clone(&metrics));
+    // Signal handlers first: a SIGTERM or SIGHUP right after the line below must not be lost.
+    let (terminated, hangups) = {
+        let _rt = signals.enter();
+        (server::shutdown_signal(), reload::on_sighup(Arc::clone(&reloader)))
+    };
+    // Scripts and tests read the bound address from this line.
+    println!("listening on {bound}");
     if let Some(slot) = cert_slot {
         reloader.serve_certificate_into(slot);
     }
@@ -226,7 +231,7 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
                     Err(e) => tracing::error!(error = %e, "cannot serve the admin endpoints"),
                 }
             }
-            tokio::spawn(reload::on_sighup(Arc::clone(&reloader)));
+            tokio::spawn(hangups);
             let _watch = match reload::watch(Arc::clone(&reloader)) {
                 Ok(handle) => Some(handle),
                 Err(e) => {
@@ -234,7 +239,7 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
                     None
                 }
             };
-            server::shutdown_signal().await;
+            terminated.await;
             tracing::info!("stop requested");
             admin.set_stopping();
             let _ = stop_tx.send(true);

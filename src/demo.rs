@@ -56,6 +56,8 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
     let manager = token("manager-1", &["manager"], 3600)?;
     let admin = token("admin-1", &["admin"], 3600)?;
     let expired = token("reader-1", &["reader"], -3600)?;
+    // Before anything is printed: a Ctrl-C or SIGTERM right after must stop us cleanly.
+    let stop = server::shutdown_signal();
     let base = format!("http://{bound}");
     println!("rolegate demo: gateway on {base}, echo upstream on {}, route table: the example routes.toml", echo.addr);
     println!("listening on {bound}");
@@ -79,7 +81,7 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
     println!();
     println!("Ctrl-C to stop.");
     let shared = Arc::new(ArcSwap::from_pointee(snapshot));
-    server::serve(listener, Gateway::new(shared), opts, server::shutdown_signal()).await;
+    server::serve(listener, Gateway::new(shared), opts, stop).await;
     drop(echo);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -163,22 +163,26 @@ impl Reloader {
     }
 }
 
-/// Reloads on every SIGHUP, forever.
-pub async fn on_sighup(reloader: Arc<Reloader>) {
+/// Reloads on every SIGHUP, forever. The handler is installed when this is
+/// called (inside a tokio runtime), so no SIGHUP after start-up is missed.
+pub fn on_sighup(reloader: Arc<Reloader>) -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; reload by signal is off");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            reloader.reload_async(true).await;
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    async move {
+        #[cfg(unix)]
+        {
+            let Ok(mut hup) = hup else {
+                tracing::warn!("cannot listen for SIGHUP; reload by signal is off");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                reloader.reload_async(true).await;
+            }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = reloader;
+        #[cfg(not(unix))]
+        {
+            let _ = reloader;
+        }
     }
 }
 
