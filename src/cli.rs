@@ -388,14 +388,7 @@ fn explain_report(
         (None, Some(text)) => {
             let claims: serde_json::Value = serde_json::from_str(text).context("--claims is not JSON")?;
             let claims = claims.as_object().cloned().ok_or_else(|| anyhow!("--claims must be a JSON object"))?;
-            let issuer = claims
-                .get("iss")
-                .and_then(|i| i.as_str())
-                .and_then(|i| snap.issuers.get(i))
-                .or_else(|| snap.issuers.iter().next())
-                .cloned()
-                .ok_or_else(|| anyhow!("the route table has no issuer"))?;
-            Auth::Valid(Arc::new(auth::identity_from_claims(claims, issuer, &snap.roles, None)))
+            Auth::Valid(identity_of_claims(snap, claims)?)
         }
         (None, None) => bail!("give --token or --claims"),
     };
@@ -464,16 +457,7 @@ fn replay_verdict(
     };
     let auth = match request.get("claims").and_then(|c| c.as_object()) {
         None => Auth::Missing,
-        Some(claims) => {
-            let issuer = claims
-                .get("iss")
-                .and_then(|i| i.as_str())
-                .and_then(|i| snap.issuers.get(i))
-                .or_else(|| snap.issuers.iter().next())
-                .cloned()
-                .ok_or_else(|| anyhow!("the table has no issuer"))?;
-            Auth::Valid(Arc::new(auth::identity_from_claims(claims.clone(), issuer, &snap.roles, None)))
-        }
+        Some(claims) => Auth::Valid(identity_of_claims(snap, claims.clone())?),
     };
     Ok(match decide::evaluate(route, target.path(), &auth) {
         Ok(()) => (200, route.name.to_string(), "allow".into()),
@@ -512,4 +496,20 @@ fn diff_cmd(old: &Path, new: &Path, replay: &Path) -> anyhow::Result<ExitCode> {
     }
     println!("{total} requests replayed: {changed} verdicts change ({newly_denied} newly denied, {newly_allowed} newly allowed)");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The identity unverified claims stand for, read with the claim names of the
+/// issuer they name (or the table's first issuer): for `explain --claims` and `diff`.
+fn identity_of_claims(
+    snap: &crate::snapshot::Snapshot,
+    claims: serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<Arc<auth::Identity>> {
+    let issuer = claims
+        .get("iss")
+        .and_then(|i| i.as_str())
+        .and_then(|i| snap.issuers.get(i))
+        .or_else(|| snap.issuers.iter().next())
+        .cloned()
+        .ok_or_else(|| anyhow!("the route table has no issuer"))?;
+    Ok(Arc::new(auth::identity_from_claims(claims, issuer, &snap.roles, None)))
 }

@@ -191,7 +191,8 @@ pub async fn forward(mut req: Request<Incoming>, permit: &Permit) -> Result<Resp
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources, as one line (for logs).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(inner) = cur {

@@ -16,6 +16,30 @@ use tokio::net::TcpListener;
 use crate::gateway::Gateway;
 use crate::headers::ClientConn;
 
+/// Drives one connection until it ends; on shutdown, or once it has been idle
+/// for the idle timeout, asks it to finish gracefully (in-flight requests
+/// complete). A macro because hyper's and hyper-util's connection types share
+/// no trait for `graceful_shutdown`.
+macro_rules! drive {
+    ($conn:expr, $stop:expr, $activity:expr, $idle:expr, $peer:expr) => {{
+        let mut conn = std::pin::pin!($conn);
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            () = stopped($stop) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+            () = idle($activity, $idle) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, peer = %$peer, "connection ended with an error");
+        }
+    }};
+}
+
 /// Connection settings, from `[server]`.
 #[derive(Clone)]
 pub struct ServeOptions {
@@ -126,21 +150,7 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
                 let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
                 let (mut stop, drain) = (stop_rx.clone(), drain_tx.clone());
                 tokio::spawn(async move {
-                    let mut conn = std::pin::pin!(conn);
-                    let result = tokio::select! {
-                        r = conn.as_mut() => r,
-                        () = stopped(&mut stop) => {
-                            conn.as_mut().graceful_shutdown();
-                            conn.await
-                        }
-                        () = idle(&activity, idle_timeout) => {
-                            conn.as_mut().graceful_shutdown();
-                            conn.await
-                        }
-                    };
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
-                    }
+                    drive!(conn, &mut stop, &activity, idle_timeout, peer);
                     open.dec();
                     drop((permit, drain));
                 });
@@ -157,21 +167,7 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
                             // HTTP/2 when the client chose h2 by ALPN, HTTP/1.1 otherwise.
                             let conn =
                                 auto_builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
-                            let mut conn = std::pin::pin!(conn);
-                            let result = tokio::select! {
-                                r = conn.as_mut() => r,
-                                () = stopped(&mut stop) => {
-                                    conn.as_mut().graceful_shutdown();
-                                    conn.await
-                                }
-                                () = idle(&activity, idle_timeout) => {
-                                    conn.as_mut().graceful_shutdown();
-                                    conn.await
-                                }
-                            };
-                            if let Err(e) = result {
-                                tracing::debug!(error = %e, %peer, "connection ended with an error");
-                            }
+                            drive!(conn, &mut stop, &activity, idle_timeout, peer);
                         }
                         Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
