@@ -26,24 +26,7 @@ fn rolegate(args: &[&str]) -> (i32, String, String) {
 
 fn write_table(dir: &Path, upstream: &str, admin_role: &str) -> std::path::PathBuf {
     write_keys(dir);
-    let text = format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[upstreams.default]
-url = "http://{upstream}"
-[[issuers]]
-issuer = "{ISS}"
-audiences = ["{AUD}"]
-keys = [{{ kid = "k1", pem_file = "rsa.pub.pem" }}]
-algorithms = ["RS256"]
-roles_claim = "ts_roles"
-[[routes]]
-name = "admin"
-path = "/admin/**"
-all_roles = ["{admin_role}"]
-"#
-    );
+    let text = binary_routes("admin_listen = \"127.0.0.1:0\"", upstream, admin_role);
     let path = dir.join("routes.toml");
     // Write then rename: a reader never sees a half-written file.
     let tmp = dir.join(".routes.toml.tmp");

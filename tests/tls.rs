@@ -75,25 +75,8 @@ async fn https_is_served_and_certificates_rotate_without_restart() {
     let first = test_pki();
     std::fs::write(dir.path().join("server.pem"), &first.cert_pem).unwrap();
     std::fs::write(dir.path().join("server.key"), &first.key_pem).unwrap();
-    let routes = format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-tls = {{ cert = "server.pem", key = "server.key" }}
-[upstreams.default]
-url = "http://{}"
-[[issuers]]
-issuer = "{ISS}"
-audiences = ["{AUD}"]
-keys = [{{ kid = "k1", pem_file = "rsa.pub.pem" }}]
-algorithms = ["RS256"]
-roles_claim = "ts_roles"
-[[routes]]
-name = "admin"
-path = "/admin/**"
-all_roles = ["admin"]
-"#,
-        echo.addr
-    );
+    let routes =
+        binary_routes("tls = { cert = \"server.pem\", key = \"server.key\" }", &echo.addr.to_string(), "admin");
     let config = dir.path().join("routes.toml");
     std::fs::write(&config, routes).unwrap();
     let mut child = Command::new(BIN)

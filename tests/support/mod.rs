@@ -424,3 +424,27 @@ pub fn tls_acceptor(cert_pem: &str, key_pem: &str) -> tokio_rustls::TlsAcceptor 
         .unwrap();
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
+
+/// A small table for tests that run the real binary: one issuer (`ISS`, RS256
+/// key `k1` from `rsa.pub.pem`, roles in `ts_roles`) and one route `/admin/**`
+/// requiring `admin_role`. `server_extra` goes into `[server]` after `listen`.
+pub fn binary_routes(server_extra: &str, upstream: &str, admin_role: &str) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+{server_extra}
+[upstreams.default]
+url = "http://{upstream}"
+[[issuers]]
+issuer = "{ISS}"
+audiences = ["{AUD}"]
+keys = [{{ kid = "k1", pem_file = "rsa.pub.pem" }}]
+algorithms = ["RS256"]
+roles_claim = "ts_roles"
+[[routes]]
+name = "admin"
+path = "/admin/**"
+all_roles = ["{admin_role}"]
+"#
+    )
+}
