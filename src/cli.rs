@@ -52,6 +52,8 @@ enum Command {
     },
     /// List the compiled route table in match order.
     Routes,
+    /// Print the JSON Schema of routes.toml (for editors: Taplo / Even Better TOML).
+    Schema,
     /// What would an edit change? Evaluates two tables on the same requests
     /// (JSON lines of {method, host, path, claims}) and prints every changed verdict.
     Diff {
@@ -118,6 +120,10 @@ pub fn main() -> ExitCode {
         Command::Run => run(&cli.config),
         Command::Check { strict } => return check(&cli.config, strict),
         Command::Routes => routes_cmd(&cli.config),
+        Command::Schema => {
+            print!("{}", config::file::schema());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Diff { old, new, replay } => diff_cmd(&old, &new, &replay),
         Command::Explain(args) => explain(&cli.config, &args),
         Command::Demo { listen } => runtime()
@@ -455,9 +461,9 @@ fn replay_verdict(
     let Some(route) = snap.routes.find(&method, host.as_deref(), target.path()).or(snap.unmatched.as_ref()) else {
         return Ok((404, "-".into(), "no route".into()));
     };
-    let auth = match request.get("claims").and_then(|c| c.as_object()) {
+    let auth = match replay_claims(request)? {
         None => Auth::Missing,
-        Some(claims) => Auth::Valid(identity_of_claims(snap, claims.clone())?),
+        Some(claims) => Auth::Valid(identity_of_claims(snap, claims)?),
     };
     Ok(match decide::evaluate(route, target.path(), &auth) {
         Ok(()) => (200, route.name.to_string(), "allow".into()),
@@ -468,18 +474,41 @@ fn replay_verdict(
     })
 }
 
+/// A replayed request's claims: an object, or (in access-log lines written with
+/// `[defaults] log_claims`) that object as JSON text. Absent: no token.
+fn replay_claims(request: &serde_json::Value) -> anyhow::Result<Option<serde_json::Map<String, serde_json::Value>>> {
+    match request.get("claims") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Object(claims)) => Ok(Some(claims.clone())),
+        Some(serde_json::Value::String(text)) => match serde_json::from_str(text) {
+            Ok(serde_json::Value::Object(claims)) => Ok(Some(claims)),
+            _ => bail!("\"claims\" is text but not a JSON object"),
+        },
+        Some(_) => bail!("\"claims\" must be an object"),
+    }
+}
+
 fn diff_cmd(old: &Path, new: &Path, replay: &Path) -> anyhow::Result<ExitCode> {
     let before = config::load(old, None).map_err(|e| anyhow!("{e}"))?;
     let after = config::load(new, None).map_err(|e| anyhow!("{e}"))?;
     let text = std::fs::read_to_string(replay).with_context(|| format!("reading {}", replay.display()))?;
-    let (mut total, mut changed, mut newly_denied, mut newly_allowed) = (0, 0, 0, 0);
+    let (mut total, mut changed, mut newly_denied, mut newly_allowed, mut tokenless, mut skipped) = (0, 0, 0, 0, 0, 0);
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let request: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("{}:{}: not JSON", replay.display(), n + 1))?;
+        // Logs collected with `kubectl logs` or `2>&1` mix in plain lines: skipped, and said so.
+        let Ok(request) = serde_json::from_str::<serde_json::Value>(line) else {
+            skipped += 1;
+            eprintln!("{}:{}: skipped: not a JSON line", replay.display(), n + 1);
+            continue;
+        };
+        // A JSON log file may be replayed as it is: only access-log lines are requests.
+        if request.get("target").is_some_and(|t| t != "rolegate::access") {
+            continue;
+        }
         total += 1;
+        tokenless += usize::from(request.get("claims").is_none_or(serde_json::Value::is_null));
         let (s1, r1, why1) = replay_verdict(&before, &request)?;
         let (s2, r2, why2) = replay_verdict(&after, &request)?;
         if s1 != s2 {
@@ -495,6 +524,15 @@ fn diff_cmd(old: &Path, new: &Path, replay: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     println!("{total} requests replayed: {changed} verdicts change ({newly_denied} newly denied, {newly_allowed} newly allowed)");
+    if skipped > 0 {
+        println!("{skipped} lines were not JSON and were skipped");
+    }
+    if tokenless > 0 {
+        println!(
+            "{tokenless} of them had no claims and were replayed as requests without a token \
+             (access logs record claims only with [defaults] log_claims)"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

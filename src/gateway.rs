@@ -40,6 +40,10 @@ struct RequestCtx {
     upstream: Option<String>,
     route: Option<Arc<str>>,
     subject: Option<String>,
+    /// `Host` as matched (lower-case, no port).
+    host: Option<String>,
+    /// `[defaults] log_claims` of the verified token, as a JSON object.
+    claims: Option<String>,
     reason: Option<String>,
     /// The request was forwarded although enforce mode would refuse it.
     reported: bool,
@@ -111,6 +115,7 @@ impl Gateway {
                 target: "rolegate::access",
                 request_id = request_id.to_str().unwrap_or(""),
                 method = %method,
+                host = ctx.host.as_deref(),
                 path = ctx.path.as_deref().unwrap_or("-"),
                 route = ctx.route.as_deref().unwrap_or("-"),
                 decision,
@@ -118,6 +123,7 @@ impl Gateway {
                 status = resp.status().as_u16(),
                 subject = ctx.subject.as_deref().unwrap_or("-"),
                 issuer = ctx.issuer.as_deref().unwrap_or("-"),
+                claims = ctx.claims.as_deref(),
                 client = %conn.addr.ip(),
                 upstream = ctx.upstream.as_deref().unwrap_or("-"),
                 response_bytes = hyper::body::Body::size_hint(resp.body()).exact(),
@@ -144,6 +150,10 @@ impl Gateway {
             .cloned()
             .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
         let host = host_value.as_ref().and_then(|h| h.to_str().ok()).map(host_for_matching);
+        if ctx.log {
+            ctx.path = Some(target.path().to_owned());
+            ctx.host.clone_from(&host);
+        }
         let route = match snap.routes.find(req.method(), host.as_deref(), target.path()) {
             Some(r) => r,
             None => snap.unmatched.as_ref().ok_or(GatewayError::NoRoute)?,
@@ -165,10 +175,12 @@ impl Gateway {
             }
         };
         if ctx.log {
-            ctx.path = Some(target.path().to_owned());
             if let Auth::Valid(id) = &auth {
                 ctx.subject = id.claims.get("sub").and_then(|s| s.as_str()).map(str::to_owned);
                 ctx.issuer = Some(id.issuer.name.clone());
+                if !snap.log_claims.is_empty() {
+                    ctx.claims = Some(auth::claims::record(&id.claims, &snap.log_claims).to_string());
+                }
             }
             ctx.upstream = Some(route.upstream.name.clone());
         }

@@ -53,6 +53,8 @@ pub struct Snapshot {
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// The server certificate read from `[server] tls` for this snapshot.
     pub tls_key: Option<Arc<rustls::sign::CertifiedKey>>,
+    /// `[defaults] log_claims`: claim paths recorded in the access log.
+    pub log_claims: Vec<String>,
     /// Verified tokens of this snapshot (`None`: `[defaults] token_cache = 0`).
     pub token_cache: Option<TokenCache>,
     /// Every file this snapshot was built from: routes.toml first, then key files.

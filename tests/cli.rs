@@ -127,6 +127,68 @@ fn check_reports_ok_and_errors_with_exit_codes() {
     assert_eq!(out.status.code(), Some(1));
 }
 
+/// The committed `routes.schema.json` is exactly what `rolegate schema` prints
+/// (regenerate with `cargo run -- schema > routes.schema.json`), and it knows
+/// every key the example table uses, and no more than the parser accepts.
+#[test]
+fn committed_schema_is_what_schema_prints_and_covers_the_example() {
+    let (code, printed, err) = rolegate(&["schema"]);
+    assert_eq!(code, 0, "{err}");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let committed = std::fs::read_to_string(root.join("routes.schema.json")).unwrap();
+    assert!(committed == printed, "routes.schema.json is stale: run `cargo run -- schema > routes.schema.json`");
+
+    let schema: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    let example: toml::Value = toml::from_str(&std::fs::read_to_string(root.join("routes.toml")).unwrap()).unwrap();
+    let mut seen = 0;
+    walk_keys(&schema, &schema, &example, "", &mut seen);
+    assert!(seen > 40, "the example table exercises the schema ({seen} keys)");
+    // The schema refuses what the parser refuses: every table is closed.
+    let route = resolve(&schema, &schema["properties"]["routes"]["items"]);
+    assert_eq!(route["additionalProperties"], json!(false));
+    assert_eq!(route["required"], json!(["path"]));
+}
+
+/// Follows `$ref` / single-element `allOf` to the schema they name.
+fn resolve<'a>(root: &'a serde_json::Value, mut s: &'a serde_json::Value) -> &'a serde_json::Value {
+    loop {
+        if let Some(r) = s["$ref"].as_str() {
+            s = root.pointer(r.trim_start_matches('#')).unwrap_or_else(|| panic!("dangling {r}"));
+        } else if let Some([only]) = s["allOf"].as_array().map(Vec::as_slice) {
+            s = only;
+        } else {
+            return s;
+        }
+    }
+}
+
+/// Every key of `value` is a property of `schema` (or allowed by its
+/// `additionalProperties` schema), recursively through tables and arrays.
+fn walk_keys(root: &serde_json::Value, schema: &serde_json::Value, value: &toml::Value, at: &str, seen: &mut usize) {
+    let schema = resolve(root, schema);
+    match value {
+        toml::Value::Table(table) => {
+            for (key, v) in table {
+                let sub = match schema["properties"].get(key) {
+                    Some(sub) => sub,
+                    None => match &schema["additionalProperties"] {
+                        sub @ serde_json::Value::Object(_) => sub,
+                        _ => panic!("the schema does not know `{at}{key}`"),
+                    },
+                };
+                *seen += 1;
+                walk_keys(root, sub, v, &format!("{at}{key}."), seen);
+            }
+        }
+        toml::Value::Array(items) if schema.get("items").is_some() => {
+            for item in items {
+                walk_keys(root, &schema["items"], item, at, seen);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[test]
 fn mint_then_explain_agree_with_the_policy() {
     let dir = tempfile::tempdir().unwrap();
@@ -279,6 +341,61 @@ async fn demo_prints_working_curl_lines() {
     assert!(status.success());
 }
 
+/// Log lines until `n` access-log lines have arrived: (every line, the access lines parsed).
+fn access_lines(lines: &mpsc::Receiver<String>, n: usize) -> (Vec<String>, Vec<serde_json::Value>) {
+    let mut access = Vec::new();
+    let mut all = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while access.len() < n {
+        let line =
+            lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).expect("access lines");
+        all.push(line.clone());
+        if line.contains("rolegate::access") {
+            access.push(serde_json::from_str::<serde_json::Value>(&line).expect("access log lines are JSON"));
+        }
+    }
+    (all, access)
+}
+
+/// `[defaults] log_claims` records exactly the named claims (and `iss`), and the
+/// JSON log itself is a replay file for `diff`: real traffic, replayed on an edit.
+#[tokio::test]
+async fn logged_claims_replay_through_diff() {
+    let echo = rolegate::echo::Echo::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_table(dir.path(), &echo.addr.to_string(), "admin");
+    let table = std::fs::read_to_string(&path).unwrap() + "[defaults]\nlog_claims = [\"ts_roles\", \"sub\"]\n";
+    std::fs::write(&path, &table).unwrap();
+    let (child, addr, lines) =
+        spawn_logging(&["run", "--log-format", "json", "--config", path.to_str().unwrap()], "info");
+    let admin = rs256(&claims(json!({"ts_roles": ["admin"], "sub": "alice", "email": "alice@example.com"})));
+    let both = rs256(&claims(json!({"ts_roles": ["admin", "superadmin"], "sub": "bob"})));
+    assert_eq!(get(addr, "/admin/a", &admin).await, 200);
+    assert_eq!(get(addr, "/admin/b", &both).await, 200);
+    assert_eq!(get(addr, "/admin/c", "not-a-token").await, 401);
+    let (all, access) = access_lines(&lines, 3);
+    child.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(child.exit_status().await.success());
+
+    let recorded: serde_json::Value =
+        serde_json::from_str(access[0]["claims"].as_str().expect("claims logged")).unwrap();
+    assert_eq!(recorded, json!({"iss": ISS, "sub": "alice", "ts_roles": ["admin"]}), "only the named claims");
+    assert!(access[2].get("claims").is_none(), "no verified token, no claims: {}", access[2]);
+    assert!(all.iter().all(|l| !l.contains("alice@example.com")), "unnamed claims are never logged");
+
+    let log = dir.path().join("access.log");
+    std::fs::write(&log, all.join("\n")).unwrap();
+    let tightened = dir.path().join("new.toml");
+    std::fs::write(&tightened, table.replace("all_roles = [\"admin\"]", "all_roles = [\"superadmin\"]")).unwrap();
+    let (code, out, err) =
+        rolegate(&["diff", path.to_str().unwrap(), tightened.to_str().unwrap(), "--replay", log.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("GET /admin/a: 200 (admin: allow) -> 403 (admin: missing role superadmin)"), "{out}");
+    assert!(!out.contains("/admin/b") && !out.contains("/admin/c"), "unchanged verdicts are not listed: {out}");
+    assert!(out.contains("3 requests replayed: 1 verdicts change (1 newly denied, 0 newly allowed)"), "{out}");
+    assert!(out.contains("1 of them had no claims"), "{out}");
+}
+
 #[tokio::test]
 async fn access_log_is_json_and_never_contains_the_token() {
     let echo = rolegate::echo::Echo::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
@@ -290,17 +407,7 @@ async fn access_log_is_json_and_never_contains_the_token() {
     let expired = rs256(&claims(json!({"ts_roles": ["admin"], "exp": 1000})));
     assert_eq!(get(addr, "/admin/x?q=1", &admin).await, 200);
     assert_eq!(get(addr, "/admin/y", &expired).await, 401);
-    let mut access = Vec::new();
-    let mut all = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while access.len() < 2 {
-        let line =
-            lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).expect("access lines");
-        all.push(line.clone());
-        if line.contains("rolegate::access") {
-            access.push(serde_json::from_str::<serde_json::Value>(&line).expect("access log lines are JSON"));
-        }
-    }
+    let (all, access) = access_lines(&lines, 2);
     for line in &all {
         for token in [&admin, &expired] {
             assert!(!line.contains(token.as_str()), "a log line contains a token: {line}");

@@ -50,6 +50,36 @@ fn unknown_key_names_its_line() {
     let e = errors_of("\n[[routes]]\npath = \"/a\"\nall_permision = [\"x\"]\n");
     assert!(e.starts_with("routes.toml:14:"), "{e}");
     assert!(e.contains("all_permision"), "{e}");
+    assert!(e.contains("did you mean `all_permissions`?"), "{e}");
+}
+
+#[test]
+fn misspelt_tables_and_values_get_a_suggestion_and_their_line() {
+    let e = errors_of(
+        "
+[defaults]
+unmatched = \"deni\"
+",
+    );
+    assert!(e.starts_with("routes.toml:13:13:"), "{e}");
+    assert!(e.contains("did you mean `deny`?"), "{e}");
+    let e = errors_of(
+        "
+[forwrd]
+authorization = false
+",
+    );
+    assert!(e.starts_with("routes.toml:12:"), "{e}");
+    assert!(e.contains("did you mean `forward`?"), "{e}");
+    let e = errors_of(
+        "
+[[routes]]
+path = \"/a\"
+colour = \"blue\"
+",
+    );
+    assert!(e.starts_with("routes.toml:14:") && e.contains("unknown field `colour`"), "{e}");
+    assert!(!e.contains("did you mean"), "no suggestion for a word unlike any key: {e}");
 }
 
 #[test]
@@ -166,4 +196,52 @@ fn check_warns_about_unreachable_and_open_routes() {
     assert!(!w.contains("\"x post\" is never reached"), "different methods do not shadow: {w}");
     assert!(w.contains("route \"x post\" has no requirement"), "{w}");
     assert!(w.contains("unusual method PURGE"), "{w}");
+}
+
+#[test]
+fn log_claims_warns_about_claims_decisions_read_but_the_log_would_not_record() {
+    let dir = tempfile::tempdir().unwrap();
+    write_keys(dir.path());
+    let extra = "\n[defaults]\nlog_claims = [\"roles\", \"sub\"]\n\n[[routes]]\npath = \"/t/{tenant}\"\nclaims = { \"org.tid\" = \"{tenant}\" }\n";
+    let s = loads(&format!("{BASE}{extra}"), dir.path());
+    let w = s.warnings.join("\n");
+    assert!(
+        w.contains("routes.toml:13: log_claims does not record `org.tid`, `permissions`, which decisions read"),
+        "{w}"
+    );
+    // A parent path records everything below it.
+    let covered = extra.replace("\"sub\"", "\"org\", \"permissions\"");
+    let s = loads(&format!("{BASE}{covered}"), dir.path());
+    assert!(!s.warnings.iter().any(|w| w.contains("log_claims")), "{:?}", s.warnings);
+    let e = errors_of("\n[defaults]\nlog_claims = [\"roles\", \"org..tid\"]\n");
+    assert!(e.starts_with("routes.toml:13:") && e.contains("\"org..tid\" is not a claim path"), "{e}");
+}
+
+#[test]
+fn check_warns_when_a_public_route_takes_some_requests_of_a_protected_one() {
+    let dir = tempfile::tempdir().unwrap();
+    write_keys(dir.path());
+    let route = |name: &str, methods: &str, path: &str, access: &str| {
+        format!("\n[[routes]]\nname = \"{name}\"\nmethods = {methods}\npath = \"{path}\"\n{access}\n")
+    };
+    let extra = [
+        route("public docs", "[\"GET\"]", "/api/*/docs", "public = true"),
+        route("admin", "[\"GET\", \"POST\"]", "/api/admin/**", "all_roles = [\"admin\"]"),
+        route("public images", "[\"GET\"]", "/img/*.png", "public = true"),
+        route("private images", "[\"GET\"]", "/img/*.jpg", "all_roles = [\"admin\"]"),
+        route("health", "[\"GET\"]", "/health", "public = true"),
+        route("writes", "[\"POST\"]", "/**", "all_roles = [\"admin\"]"),
+    ]
+    .concat();
+    let s = loads(&format!("{BASE}{extra}"), dir.path());
+    let w = s.warnings.join("\n");
+    assert!(
+        w.contains(
+            "routes.toml:18: protected route \"admin\" overlaps the earlier public route \"public docs\" (line 12): \
+             e.g. GET /api/admin/docs is served without a token"
+        ),
+        "{w}"
+    );
+    assert!(!w.contains("\"private images\" overlaps"), "*.png and *.jpg never meet: {w}");
+    assert!(!w.contains("\"writes\" overlaps"), "GET-only public routes do not take POSTs: {w}");
 }

@@ -15,6 +15,32 @@ pub fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Valu
     Some(cur)
 }
 
+/// The claims at `paths` (dotted) plus `iss`, as one JSON object with the same
+/// nesting as the token: what `[defaults] log_claims` writes to the access log,
+/// and what `rolegate diff --replay` reads back.
+pub fn record(claims: &Map<String, Value>, paths: &[String]) -> Value {
+    fn insert(node: &mut Map<String, Value>, path: &str, value: &Value) {
+        match path.split_once('.') {
+            None => {
+                node.entry(path.to_owned()).or_insert_with(|| value.clone());
+            }
+            Some((head, rest)) => {
+                // A parent path logged too (`a` and `a.b`): it already holds the child.
+                if let Value::Object(child) = node.entry(head.to_owned()).or_insert_with(|| Value::Object(Map::new())) {
+                    insert(child, rest, value);
+                }
+            }
+        }
+    }
+    let mut out = Map::new();
+    for path in std::iter::once("iss").chain(paths.iter().map(String::as_str)) {
+        if let Some(value) = lookup(claims, path) {
+            insert(&mut out, path, value);
+        }
+    }
+    Value::Object(out)
+}
+
 /// The strings of a roles/permissions claim: an array of strings (other
 /// elements are ignored), or a string split on spaces (OAuth `scope`).
 pub fn string_set(value: &Value) -> impl Iterator<Item = &str> {
@@ -125,6 +151,15 @@ pub fn has(set: &[Box<str>], name: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn record_keeps_only_the_named_claims_with_their_nesting() {
+        let claims = json!({"iss": "i", "sub": "s", "email": "e", "realm_access": {"roles": ["a"], "x": 1}, "org": {"tid": "t"}});
+        let claims = claims.as_object().unwrap();
+        let paths = ["realm_access.roles", "missing.path", "org", "org.tid"].map(str::to_owned);
+        assert_eq!(record(claims, &paths), json!({"iss": "i", "realm_access": {"roles": ["a"]}, "org": {"tid": "t"}}));
+        assert_eq!(record(claims, &[]), json!({"iss": "i"}));
+    }
 
     #[test]
     fn lookup_follows_dots() {

@@ -128,6 +128,7 @@ pub fn compile(
     let roles = compile_roles(&mut c, &file);
     let forward = compile_forward(&mut c, &file);
     let (routes, unmatched) = compile_routes(&mut c, &file, &upstreams);
+    let log_claims = compile_log_claims(&mut c, &file, &issuers, routes.as_ref());
 
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
@@ -145,11 +146,68 @@ pub fn compile(
         forward,
         upstreams,
         tls_key,
+        log_claims,
         token_cache: (file.defaults.token_cache > 0).then(|| TokenCache::new(file.defaults.token_cache)),
         inputs: c.inputs,
         fingerprint: std::hash::Hasher::finish(&c.fingerprint),
         warnings: c.warnings,
     })
+}
+
+/// `[defaults] log_claims`, with a warning for each claim that decisions read
+/// but the log would not record (a replay of that log could not see it).
+fn compile_log_claims(
+    c: &mut Compiler<'_>,
+    file: &RoutesFile,
+    issuers: &[Issuer],
+    routes: Option<&RouteTable>,
+) -> Vec<String> {
+    let mut logged: Vec<String> = file.defaults.log_claims.iter().map(|s| s.get_ref().clone()).collect();
+    // Parents before children, so that a logged `a` is recorded whole next to `a.b`.
+    logged.sort_by_key(|p| p.split('.').count());
+    for spec in &file.defaults.log_claims {
+        if spec.get_ref().is_empty() || spec.get_ref().split('.').any(str::is_empty) {
+            c.err(Some(spec), format!("log_claims: {:?} is not a claim path", spec.get_ref()));
+        }
+    }
+    let (Some(first), Some(routes)) = (file.defaults.log_claims.first(), routes) else {
+        return logged;
+    };
+    let mut read: Vec<String> = Vec::new();
+    for issuer in issuers {
+        read.extend(issuer.roles_claims.iter().chain(&issuer.permissions_claims).cloned());
+    }
+    fn claims_of(req: &Requirement, issuers: &[Issuer], read: &mut Vec<String>) {
+        for check in &req.claims {
+            match check.claim.as_str() {
+                "$tenant" => read.extend(issuers.iter().map(|i| i.tenant_claim.clone())),
+                claim => read.push(claim.to_owned()),
+            }
+        }
+        req.any_of.iter().for_each(|alt| claims_of(alt, issuers, read));
+    }
+    for route in routes.routes() {
+        if let Access::Protected(req) = &route.access {
+            claims_of(req, issuers, &mut read);
+        }
+    }
+    read.sort();
+    read.dedup();
+    // A logged parent path (`realm_access`) records everything below it.
+    let covered = |claim: &str| {
+        logged.iter().any(|l| claim == l || claim.strip_prefix(l.as_str()).is_some_and(|r| r.starts_with('.')))
+    };
+    let missing: Vec<&str> = read.iter().map(String::as_str).filter(|r| !covered(r)).collect();
+    if !missing.is_empty() {
+        let (line, _) = c.loc.line_col(first.span().start);
+        c.warnings.push(format!(
+            "{}:{line}: log_claims does not record {}, which decisions read: replays of this log will not see {}",
+            c.loc.file().display(),
+            missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+            if missing.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    logged
 }
 
 fn compile_server(c: &mut Compiler<'_>, file: &RoutesFile) -> Option<ServerSettings> {
@@ -655,20 +713,95 @@ fn shadows(a: &Route, b: &Route) -> bool {
     if ap.source == bp.source {
         return true;
     }
-    // `a` = literal prefix + "/**" (its only glob part).
-    let a_is_prefix_all =
-        ap.source.ends_with("/**") && ap.literal_prefix.len() + 1 == ap.source[1..].split('/').count();
-    a_is_prefix_all
-        && bp.literal_prefix.starts_with(&ap.literal_prefix)
-        && !ap.literal_prefix.iter().any(String::is_empty)
+    is_prefix_all(ap) && bp.literal_prefix.starts_with(&ap.literal_prefix)
+}
+
+/// `literal/prefix/**`: the pattern's only glob part is a trailing `**`.
+fn is_prefix_all(p: &Pattern) -> bool {
+    p.source.ends_with("/**")
+        && p.literal_prefix.len() + 1 == p.source[1..].split('/').count()
+        && !p.literal_prefix.iter().any(String::is_empty)
+}
+
+/// The routes that could shadow a later one, indexed so that linting a table
+/// stays linear (checking every earlier route made 10,000 routes take seconds).
+#[derive(Default)]
+struct ShadowIndex<'r> {
+    /// Routes by pattern text.
+    by_source: HashMap<&'r str, Vec<usize>>,
+    /// `prefix/**` routes by their literal prefix.
+    prefix_all: HashMap<&'r [String], Vec<usize>>,
+    /// Public routes by their first literal segment (`None`: the pattern starts with a glob).
+    public: HashMap<Option<&'r str>, Vec<usize>>,
+}
+
+impl<'r> ShadowIndex<'r> {
+    /// The earliest of the indexed routes that shadows `b`.
+    fn first_shadowing(&self, routes: &'r [Route], b: &Route) -> Option<&'r Route> {
+        let prefix = &b.pattern.literal_prefix;
+        let same = self.by_source.get(b.pattern.source.as_str()).into_iter().flatten();
+        let above = (0..=prefix.len()).filter_map(|k| self.prefix_all.get(&prefix[..k])).flatten();
+        same.chain(above).copied().filter(|&a| shadows(&routes[a], b)).min().map(|a| &routes[a])
+    }
+
+    fn add(&mut self, i: usize, route: &'r Route) {
+        self.by_source.entry(route.pattern.source.as_str()).or_default().push(i);
+        if is_prefix_all(&route.pattern) {
+            self.prefix_all.entry(route.pattern.literal_prefix.as_slice()).or_default().push(i);
+        }
+        if matches!(route.access, Access::Public) {
+            self.public.entry(route.pattern.literal_prefix.first().map(String::as_str)).or_default().push(i);
+        }
+    }
+
+    /// The public routes that may share a path with `b`, in file order.
+    fn public_candidates(&self, b: &Route) -> Vec<usize> {
+        let mut found: Vec<usize> = match b.pattern.literal_prefix.first() {
+            Some(first) => {
+                [None, Some(first.as_str())].iter().filter_map(|k| self.public.get(k)).flatten().copied().collect()
+            }
+            None => self.public.values().flatten().copied().collect(),
+        };
+        found.sort_unstable();
+        found
+    }
+}
+
+/// The first earlier public route that takes some (not all: that is shadowing)
+/// of protected route `b`'s requests, with an example path.
+fn taken_by_public_route<'r>(routes: &'r [Route], public: &[usize], b: &Route) -> Option<(&'r Route, String)> {
+    if matches!(b.access, Access::Public) {
+        return None;
+    }
+    public.iter().map(|&a| &routes[a]).filter(|a| !shadows(a, b)).find_map(|a| {
+        let methods_meet = match (&a.methods, &b.methods) {
+            (Some(am), Some(bm)) => bm.iter().any(|m| am.contains(m)),
+            _ => true,
+        };
+        let hosts_meet = match (&a.host, &b.host) {
+            (Some(ah), Some(bh)) => {
+                let (ah, bh) = (ah.glob().glob(), bh.glob().glob());
+                ah == bh || ah.contains(['*', '?', '{']) || bh.contains(['*', '?', '{'])
+            }
+            _ => true,
+        };
+        // Two literal segments at the same position that differ: no overlap (cheap filter).
+        let (ap, bp) = (&a.pattern.literal_prefix, &b.pattern.literal_prefix);
+        let prefixes_meet = ap.iter().zip(bp).all(|(x, y)| x == y);
+        if !(methods_meet && hosts_meet && prefixes_meet) {
+            return None;
+        }
+        a.pattern.overlap_example(&b.pattern).map(|example| (a, example))
+    })
 }
 
 /// Warnings (not errors): routes that can never match, protected routes with
 /// no requirement, public routes that hide protected ones, unusual methods.
 fn lint_routes(c: &mut Compiler<'_>, routes: &[Route]) {
     let file = c.loc.file().display().to_string();
+    let mut index = ShadowIndex::default();
     for (i, b) in routes.iter().enumerate() {
-        if let Some(a) = routes[..i].iter().find(|a| shadows(a, b)) {
+        if let Some(a) = index.first_shadowing(routes, b) {
             let what = if matches!(a.access, Access::Public) && !matches!(b.access, Access::Public) {
                 "public route"
             } else {
@@ -676,6 +809,14 @@ fn lint_routes(c: &mut Compiler<'_>, routes: &[Route]) {
             };
             c.warnings.push(format!(
                 "{file}:{}: route {:?} is never reached: the earlier {what} {:?} (line {}) matches all its requests first",
+                b.line, &*b.name, &*a.name, a.line
+            ));
+        }
+        if let Some((a, example)) = taken_by_public_route(routes, &index.public_candidates(b), b) {
+            let method = b.methods.as_ref().and_then(|m| m.first()).map_or("GET", |m| m.as_str());
+            c.warnings.push(format!(
+                "{file}:{}: protected route {:?} overlaps the earlier public route {:?} (line {}): \
+                 e.g. {method} {example} is served without a token",
                 b.line, &*b.name, &*a.name, a.line
             ));
         }
@@ -692,5 +833,6 @@ fn lint_routes(c: &mut Compiler<'_>, routes: &[Route]) {
                 c.warnings.push(format!("{file}:{}: route {:?}: unusual method {m}", b.line, &*b.name));
             }
         }
+        index.add(i, b);
     }
 }

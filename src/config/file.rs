@@ -4,41 +4,50 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
-/// The whole file.
-#[derive(Debug, Clone, Deserialize, Default)]
+/// rolegate route table (routes.toml).
+#[derive(Debug, Clone, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoutesFile {
     #[serde(default)]
     pub server: ServerSpec,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, UpstreamSpec>")]
     pub upstreams: BTreeMap<String, Spanned<UpstreamSpec>>,
     #[serde(default)]
+    #[schemars(with = "Vec<IssuerSpec>")]
     pub issuers: Vec<Spanned<IssuerSpec>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RoleSpec>")]
     pub roles: BTreeMap<String, Spanned<RoleSpec>>,
     #[serde(default)]
     pub forward: ForwardSpec,
     #[serde(default)]
     pub defaults: DefaultsSpec,
     #[serde(default)]
+    #[schemars(with = "Vec<RouteSpec>")]
     pub routes: Vec<Spanned<RouteSpec>>,
 }
 
 /// `[server]`: read at start only.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSpec {
+    /// Address to serve on ("0.0.0.0:8080" in a container).
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Serves /healthz, /readyz, /config, /metrics (never proxied).
     #[serde(default)]
     pub admin_listen: Option<String>,
+    /// Serve HTTPS with this certificate chain and key (PEM); renewals are picked up without a restart.
     #[serde(default)]
     pub tls: Option<TlsSpec>,
     /// Peers (CIDRs or addresses) whose `X-Forwarded-*` headers are appended to.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub trusted_proxies: Vec<Spanned<String>>,
     /// How long in-flight requests may take to finish on SIGTERM.
     #[serde(default = "default_shutdown_timeout_ms")]
@@ -81,20 +90,26 @@ impl Default for ServerSpec {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSpec {
+    /// Certificate chain (PEM), relative to routes.toml.
     pub cert: String,
+    /// Private key (PEM), relative to routes.toml.
     pub key: String,
 }
 
 /// `[upstreams.NAME]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSpec {
+    /// `http://host:port` or `https://host:port`, without a path.
+    #[schemars(with = "String")]
     pub url: Spanned<String>,
+    /// Connecting takes longer: 502.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// No response headers by then: 504.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// Extra CA certificates (PEM) trusted for an `https://` upstream.
@@ -103,64 +118,94 @@ pub struct UpstreamSpec {
 }
 
 /// `[[issuers]]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerSpec {
+    /// The exact `iss` value.
     pub issuer: String,
+    /// When set, `aud` is required and must contain one of these.
     #[serde(default)]
     pub audiences: Option<Vec<String>>,
+    /// A JWKS URL (https://, or http:// on loopback), refreshed per Cache-Control max-age.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub jwks_url: Option<Spanned<String>>,
+    /// The issuer URL; its /.well-known/openid-configuration names the jwks_uri.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub discovery: Option<Spanned<String>>,
+    /// Extra CA certificates (PEM) trusted for jwks_url / discovery.
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// A JWKS document on disk.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub jwks_file: Option<Spanned<String>>,
+    /// Public keys in PEM files (RSA, EC P-256/P-384, Ed25519).
     #[serde(default)]
+    #[schemars(with = "Option<Vec<KeySpec>>")]
     pub keys: Option<Vec<Spanned<KeySpec>>>,
+    /// Name of an environment variable holding an HMAC secret (HS256/384/512).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub secret_env: Option<Spanned<String>>,
+    /// The token's `alg` must be one of these; `none` is never accepted.
     #[serde(default = "default_algorithms")]
+    #[schemars(with = "Vec<String>")]
     pub algorithms: Spanned<Vec<String>>,
+    /// Clock skew allowed for `exp` and `nbf`, in seconds.
     #[serde(default = "default_leeway_s")]
     pub leeway_s: u64,
+    /// Dotted claim path of the roles, or a list of paths whose values are united.
     #[serde(default = "default_roles_claim", deserialize_with = "one_or_many")]
+    #[schemars(with = "OneOrMany")]
     pub roles_claim: Vec<String>,
+    /// Dotted claim path of the permissions (`"scope"` reads a space-separated string), or a list.
     #[serde(default = "default_permissions_claim", deserialize_with = "one_or_many")]
+    #[schemars(with = "OneOrMany")]
     pub permissions_claim: Vec<String>,
+    /// The claim that `$tenant` refers to.
     #[serde(default = "default_tenant_claim")]
     pub tenant_claim: String,
+    /// `false` accepts tokens without `exp`.
     #[serde(default = "default_true")]
     pub require_exp: bool,
 }
 
 /// One entry of an issuer's `keys = [...]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeySpec {
+    /// The `kid` a token names to pick this key.
     #[serde(default)]
     pub kid: Option<String>,
+    /// Public key (SPKI / PKCS#1 PEM) or certificate, relative to routes.toml.
     pub pem_file: String,
 }
 
 /// `[roles.NAME]`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleSpec {
+    /// Permissions every holder of this role has.
     #[serde(default)]
     pub permissions: Vec<String>,
+    /// Roles whose permissions and roles this role also has (transitively).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub includes: Vec<Spanned<String>>,
 }
 
 /// `[forward]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardSpec {
+    /// Keep the client's Authorization header for the upstream.
     #[serde(default = "default_true")]
     pub authorization: bool,
+    /// Header name → "claim.path", "$roles", "$permissions" or "$tenant".
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     pub headers: BTreeMap<String, Spanned<String>>,
 }
 
@@ -171,23 +216,31 @@ impl Default for ForwardSpec {
 }
 
 /// `[defaults]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefaultsSpec {
+    /// No route matches: "deny" (404 no_route) or "authenticate" (any valid token goes to upstreams.default).
     #[serde(default)]
     pub unmatched: UnmatchedSpec,
     /// Verified-token cache size (about this many tokens of up to 1 KiB); 0 turns it off.
     #[serde(default = "default_token_cache")]
     pub token_cache: usize,
+    /// Claims (dotted paths) recorded in the access-log line of each request with a
+    /// verified token, so that `rolegate diff --replay` can replay real traffic.
+    /// Never the token itself. Empty (the default): no claims are logged.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub log_claims: Vec<Spanned<String>>,
 }
 
 impl Default for DefaultsSpec {
     fn default() -> Self {
-        DefaultsSpec { unmatched: UnmatchedSpec::default(), token_cache: default_token_cache() }
+        DefaultsSpec { unmatched: UnmatchedSpec::default(), token_cache: default_token_cache(), log_claims: Vec::new() }
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+/// What a request that no route matches gets.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UnmatchedSpec {
     #[default]
@@ -195,7 +248,8 @@ pub enum UnmatchedSpec {
     Authenticate,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+/// Whether a route's denials are enforced or only reported.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ModeSpec {
     #[default]
@@ -203,58 +257,86 @@ pub enum ModeSpec {
     Report,
 }
 
-/// `[[routes]]`. The requirement keys are repeated in [`RequirementSpec`]
-/// (for `any_of`) rather than flattened, so that unknown keys stay errors.
-#[derive(Debug, Clone, Deserialize)]
+// The requirement keys are repeated in `RequirementSpec` (for `any_of`) rather
+// than flattened, so that unknown keys stay errors.
+/// `[[routes]]`: the first match in file order wins; all given requirements must hold.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
+    /// For logs and `explain` (default: the path).
     #[serde(default)]
     pub name: Option<String>,
+    /// HTTP methods, e.g. ["GET", "HEAD"]; omitted: any method.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
     pub methods: Option<Vec<Spanned<String>>>,
+    /// Glob on the Host header, case-insensitive, port ignored.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub host: Option<Spanned<String>>,
+    /// Path glob: `*` one segment, `**` any segments, `?`, `{a,b}`, `{param}`.
+    #[schemars(with = "String")]
     pub path: Spanned<String>,
+    /// An [upstreams.NAME] (default: `default`).
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub upstream: Option<Spanned<String>>,
+    /// No token needed; any token is ignored.
     #[serde(default)]
     pub public: bool,
+    /// "enforce", or "report": log a denial but forward anyway.
     #[serde(default)]
     pub mode: ModeSpec,
+    /// Every one of these effective permissions is required.
     #[serde(default)]
     pub all_permissions: Vec<String>,
+    /// At least one of these effective permissions is required.
     #[serde(default)]
     pub any_permissions: Vec<String>,
+    /// Every one of these effective roles is required.
     #[serde(default)]
     pub all_roles: Vec<String>,
+    /// At least one of these effective roles is required.
     #[serde(default)]
     pub any_roles: Vec<String>,
+    /// Claim (dotted path) → required value; "{param}" names a path parameter.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ClaimValue>")]
     pub claims: BTreeMap<String, Spanned<ClaimValue>>,
+    /// Alternatives: at least one of these tables must hold.
     #[serde(default)]
+    #[schemars(with = "Vec<RequirementSpec>")]
     pub any_of: Vec<Spanned<RequirementSpec>>,
 }
 
 /// One alternative of `any_of`.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequirementSpec {
+    /// Every one of these effective permissions is required.
     #[serde(default)]
     pub all_permissions: Vec<String>,
+    /// At least one of these effective permissions is required.
     #[serde(default)]
     pub any_permissions: Vec<String>,
+    /// Every one of these effective roles is required.
     #[serde(default)]
     pub all_roles: Vec<String>,
+    /// At least one of these effective roles is required.
     #[serde(default)]
     pub any_roles: Vec<String>,
+    /// Claim (dotted path) → required value; "{param}" names a path parameter.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ClaimValue>")]
     pub claims: BTreeMap<String, Spanned<ClaimValue>>,
+    /// Alternatives: at least one of these tables must hold.
     #[serde(default)]
+    #[schemars(with = "Vec<RequirementSpec>")]
     pub any_of: Vec<Spanned<RequirementSpec>>,
 }
 
 /// The expected value of a claim: a string template (`"{tenant}"`), a number or a boolean.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(untagged)]
 pub enum ClaimValue {
     String(String),
@@ -262,17 +344,61 @@ pub enum ClaimValue {
     Bool(bool),
 }
 
+/// A claim name given as one string or as a list of alternatives.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
     Ok(match OneOrMany::deserialize(d)? {
         OneOrMany::One(s) => vec![s],
         OneOrMany::Many(v) => v,
     })
+}
+
+/// The JSON Schema of `routes.toml` (printed by `rolegate schema`, committed as
+/// `routes.schema.json` for editors). Draft 7, which TOML editors support best.
+/// TOML has no null, so the `null` that `Option` fields get is removed: an
+/// absent key is the only way to leave them unset.
+pub fn schema() -> String {
+    let generator = schemars::generate::SchemaSettings::draft07().into_generator();
+    let mut schema = generator.into_root_schema_for::<RoutesFile>().to_value();
+    strip_null(&mut schema);
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serializes");
+    text.push('\n');
+    text
+}
+
+fn strip_null(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            if map.get("default") == Some(&Value::Null) {
+                map.remove("default");
+            }
+            if let Some(Value::Array(alternatives)) = map.get_mut("anyOf") {
+                alternatives.retain(|a| a.get("type").is_none_or(|t| t != "null"));
+                if alternatives.len() == 1 {
+                    let only = alternatives.pop().expect("one alternative");
+                    map.remove("anyOf");
+                    map.insert("allOf".to_owned(), Value::Array(vec![only]));
+                }
+            }
+            if let Some(Value::Array(types)) = map.get_mut("type") {
+                types.retain(|t| t != "null");
+                if let [only] = types.as_slice() {
+                    let only = only.clone();
+                    map.insert("type".to_owned(), only);
+                }
+            }
+            map.values_mut().for_each(strip_null);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_null),
+        _ => {}
+    }
 }
 
 fn default_listen() -> String {

@@ -137,6 +137,119 @@ impl Pattern {
     }
 }
 
+impl Pattern {
+    /// A path that both patterns match, if one is easy to find (used by `check`
+    /// to warn about a public route that takes requests of a protected one).
+    /// Conservative: `None` can mean "none found", never a wrong example; every
+    /// example returned is verified against both patterns.
+    pub fn overlap_example(&self, other: &Pattern) -> Option<String> {
+        let (a, b) = (segments(&self.source), segments(&other.source));
+        let mut out = Vec::new();
+        let mut failed = std::collections::HashSet::new();
+        if !overlap(&a, &b, &mut out, &mut failed) {
+            return None;
+        }
+        let path = format!("/{}", out.join("/"));
+        let both = [self, other].iter().all(|p| Regex::new(&p.regex_source).is_ok_and(|re| re.is_match(&path)));
+        both.then_some(path)
+    }
+}
+
+/// A pattern's segments; `None` stands for `**`.
+fn segments(source: &str) -> Vec<Option<&str>> {
+    source[1..].split('/').map(|s| (s != "**").then_some(s)).collect()
+}
+
+/// Builds in `out` a path matched by both segment lists (depth-first; `failed`
+/// remembers positions from which no common path exists).
+fn overlap<'s>(
+    a: &[Option<&'s str>],
+    b: &[Option<&'s str>],
+    out: &mut Vec<String>,
+    failed: &mut std::collections::HashSet<(usize, usize)>,
+) -> bool {
+    let key = (a.len(), b.len());
+    if failed.contains(&key) {
+        return false;
+    }
+    let found = match (a.first(), b.first()) {
+        (None, None) => true,
+        (Some(None), _) => {
+            overlap(&a[1..], b, out, failed)
+                || (!b.is_empty() && take_one(b[0], out, |out| overlap(a, &b[1..], out, failed)))
+        }
+        (_, Some(None)) => {
+            overlap(a, &b[1..], out, failed)
+                || (!a.is_empty() && take_one(a[0], out, |out| overlap(&a[1..], b, out, failed)))
+        }
+        (Some(Some(x)), Some(Some(y))) => match common_segment(x, y) {
+            Some(seg) => {
+                out.push(seg);
+                overlap(&a[1..], &b[1..], out, failed) || {
+                    out.pop();
+                    false
+                }
+            }
+            None => false,
+        },
+        _ => false,
+    };
+    if !found {
+        failed.insert(key);
+    }
+    found
+}
+
+/// `**` consumes one segment of the other side: a sample of it (a `**` there consumes nothing).
+fn take_one(seg: Option<&str>, out: &mut Vec<String>, rest: impl FnOnce(&mut Vec<String>) -> bool) -> bool {
+    let Some(seg) = seg else { return false };
+    let Some(sample) = sample_segment(seg).into_iter().find(|c| segment_matches(seg, c)) else {
+        return false;
+    };
+    out.push(sample);
+    rest(out) || {
+        out.pop();
+        false
+    }
+}
+
+/// One segment text that both segment globs match, among a few samples of each.
+fn common_segment(x: &str, y: &str) -> Option<String> {
+    sample_segment(x).into_iter().chain(sample_segment(y)).find(|c| segment_matches(x, c) && segment_matches(y, c))
+}
+
+/// Sample texts for a segment glob: its literals, `*`/`?`/parameters as "x" or nothing, first alternatives.
+fn sample_segment(seg: &str) -> Vec<String> {
+    if param_name(seg).is_some() {
+        return vec!["x".to_owned()];
+    }
+    let fill = |star: &str| {
+        let mut s = String::new();
+        let mut skipping = false;
+        for c in seg.chars() {
+            match c {
+                '{' => {}
+                ',' => skipping = true,
+                '}' => skipping = false,
+                _ if skipping => {}
+                '*' => s.push_str(star),
+                '?' => s.push('x'),
+                c => s.push(c),
+            }
+        }
+        s
+    };
+    vec![fill(""), fill("x")]
+}
+
+fn segment_matches(seg: &str, text: &str) -> bool {
+    if param_name(seg).is_some() {
+        return !text.is_empty();
+    }
+    let (mut glob, mut re) = (String::new(), String::from("^"));
+    translate_segment(seg, &mut glob, &mut re).is_ok() && Regex::new(&(re + "$")).is_ok_and(|r| r.is_match(text))
+}
+
 /// `{name}` as a whole segment, with `name` an identifier, is a parameter.
 fn param_name(seg: &str) -> Option<&str> {
     let inner = seg.strip_prefix('{')?.strip_suffix('}')?;
@@ -270,6 +383,26 @@ mod tests {
         assert_eq!(p.captures("/v1/tenants/acme/users/1"), vec![("tenant", "acme")]);
         let p = Pattern::parse("/a/{x}/b/{y}").unwrap();
         assert_eq!(p.captures("/a/1/b/2"), vec![("x", "1"), ("y", "2")]);
+    }
+
+    #[test]
+    fn overlap_examples_match_both_patterns() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("/api/*/public", "/api/admin/**", Some("/api/admin/public")),
+            ("/api/**", "/api/admin/{id}", Some("/api/admin/x")),
+            ("/**", "/", Some("/")),
+            ("/a/{x}", "/a/b", Some("/a/b")),
+            ("/docs/{a,b}/x", "/docs/b/*", Some("/docs/b/x")),
+            ("/v1/users/*", "/v1/orders/*", None),
+            ("/a/*", "/a/b/c", None),
+            ("/a/**/z", "/a/b/c/z", Some("/a/b/c/z")),
+            ("/img/*.png", "/img/*.jpg", None),
+        ];
+        for (a, b, want) in cases {
+            let (pa, pb) = (Pattern::parse(a).unwrap(), Pattern::parse(b).unwrap());
+            assert_eq!(pa.overlap_example(&pb).as_deref(), *want, "{a} ∩ {b}");
+            assert_eq!(pb.overlap_example(&pa).is_some(), want.is_some(), "{b} ∩ {a}");
+        }
     }
 
     #[test]
