@@ -5,7 +5,6 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
 use crate::decide::Denial;
 use crate::forward::UpstreamError;
@@ -13,7 +12,7 @@ use crate::headers::X_REQUEST_ID;
 use crate::normalize::RequestError;
 
 /// The body of every gateway response: the upstream's, streamed, or our own.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<crate::forward::UpstreamBody, Full<Bytes>>;
 
 /// Why the gateway answered instead of the upstream.
 #[derive(Debug, thiserror::Error)]

@@ -3,21 +3,33 @@
 //! that was not decided, nor to a path other than the one authorized.
 
 use std::cell::Cell;
-use std::sync::{Arc, OnceLock};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::uri::{Authority, PathAndQuery, Scheme};
+use bytes::Bytes;
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 
 use crate::decide::Permit;
 
-/// Each worker thread keeps its own connection pool per upstream, so that a
+/// Each worker thread keeps its own idle connections per upstream, so that a
 /// pooled connection is always driven by the runtime that uses it.
 const MAX_POOLS: usize = 64;
+
+/// Idle keep-alive connections kept per upstream and worker; more are closed.
+const MAX_IDLE: usize = 1024;
+
+/// How often a request is tried again on another connection when the one it
+/// was given closed before the request was written (an upstream closing an
+/// idle keep-alive connection races with its reuse). Never after writing.
+const MAX_RESENDS: usize = 3;
 
 thread_local! {
     static WORKER: Cell<usize> = const { Cell::new(0) };
@@ -28,35 +40,28 @@ pub fn set_worker_index(index: usize) {
     WORKER.with(|w| w.set(index % MAX_POOLS));
 }
 
-/// Plain HTTP upstreams get a client without the TLS connector wrapper
-/// (measured: the wrapper costs about 0.5 µs per proxied request).
-enum UpstreamClient {
-    Plain(Client<HttpConnector, Incoming>),
-    Tls(Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>),
-}
-
-impl UpstreamClient {
-    fn request(&self, req: Request<Incoming>) -> hyper_util::client::legacy::ResponseFuture {
-        match self {
-            UpstreamClient::Plain(c) => c.request(req),
-            UpstreamClient::Tls(c) => c.request(req),
-        }
-    }
-}
-
-/// One `[upstreams.NAME]`, with pooled keep-alive clients (one per worker).
-/// Shared by snapshots: a reload keeps the same `Upstream` (and pools) when
-/// its settings are unchanged.
+/// One `[upstreams.NAME]` with its keep-alive connections (per worker).
+/// Shared by snapshots: a reload keeps the same `Upstream` (and its
+/// connections) when its settings are unchanged.
+///
+/// The pool is ours rather than hyper-util's legacy client: a connection is
+/// a `hyper::client::conn::http1` sender in a per-worker list, taken for one
+/// request and put back when the response body ends. Measured against the
+/// legacy pool (which locks a shared map keyed by scheme and authority, with
+/// SipHash, and spawns a task to return busy connections): see README "Performance".
 pub struct Upstream {
     pub name: String,
     pub url: String,
-    scheme: Scheme,
-    authority: Authority,
+    /// `host:port` as written (for DNS when `addr` is not an IP literal).
+    host: String,
+    port: u16,
+    /// The address, when the URL names an IP: no resolution per connection.
+    addr: Option<SocketAddr>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
-    clients: Box<[OnceLock<UpstreamClient>]>,
-    /// TLS settings of an `https://` upstream.
-    tls: Option<Arc<rustls::ClientConfig>>,
+    idle: Box<[Mutex<Vec<SendRequest<Incoming>>>]>,
+    /// TLS of an `https://` upstream: connector and the name to verify.
+    tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
     ca_file: Option<std::path::PathBuf>,
 }
 
@@ -82,51 +87,38 @@ impl Upstream {
         if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
             return Err(format!("upstream url {url:?}: the scheme must be http:// or https://"));
         }
-        // Root certificates are loaded only for https:// upstreams.
-        let tls = match scheme == Scheme::HTTPS {
-            true => Some(Arc::new(crate::tls::client_config(ca_file)?)),
-            false => None,
-        };
         let authority = uri.authority().cloned().ok_or_else(|| format!("upstream url {url:?} needs a host"))?;
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(format!(
                 "upstream url {url:?} has a path; the path forwarded is exactly the request's, so give scheme://host:port only"
             ));
         }
+        let https = scheme == Scheme::HTTPS;
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let host = authority.host().to_owned();
+        let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+        let addr = bare_host.parse::<std::net::IpAddr>().ok().map(|ip| SocketAddr::new(ip, port));
+        // Root certificates are loaded only for https:// upstreams.
+        let tls = match https {
+            true => {
+                let config = Arc::new(crate::tls::client_config(ca_file)?);
+                let server_name =
+                    ServerName::try_from(bare_host.to_owned()).map_err(|e| format!("upstream url {url:?}: {e}"))?;
+                Some((tokio_rustls::TlsConnector::from(config), server_name))
+            }
+            false => None,
+        };
         Ok(Upstream {
             name: name.to_owned(),
             url: url.to_owned(),
-            scheme,
-            authority,
+            host,
+            port,
+            addr,
             connect_timeout,
             timeout,
-            clients: (0..MAX_POOLS).map(|_| OnceLock::new()).collect(),
+            idle: (0..MAX_POOLS).map(|_| Mutex::new(Vec::new())).collect(),
             tls,
             ca_file: ca_file.map(std::path::Path::to_path_buf),
-        })
-    }
-
-    /// This worker's pooled client (made on first use).
-    fn client(&self) -> &UpstreamClient {
-        let slot = &self.clients[WORKER.with(Cell::get)];
-        slot.get_or_init(|| {
-            let mut http = HttpConnector::new();
-            http.set_nodelay(true);
-            http.set_connect_timeout(Some(self.connect_timeout));
-            let mut builder = Client::builder(TokioExecutor::new());
-            builder.pool_idle_timeout(Duration::from_secs(90)).pool_timer(TokioTimer::new());
-            match &self.tls {
-                None => UpstreamClient::Plain(builder.build(http)),
-                Some(tls) => {
-                    http.enforce_http(false);
-                    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                        .with_tls_config((**tls).clone())
-                        .https_only()
-                        .enable_http1()
-                        .wrap_connector(http);
-                    UpstreamClient::Tls(builder.build(connector))
-                }
-            }
         })
     }
 
@@ -142,6 +134,122 @@ impl Upstream {
             && self.connect_timeout == connect_timeout
             && self.timeout == timeout
             && self.ca_file.as_deref() == ca_file
+    }
+
+    fn idle_list(&self, worker: usize) -> std::sync::MutexGuard<'_, Vec<SendRequest<Incoming>>> {
+        // A panic while holding the lock leaves a plain Vec: still usable.
+        self.idle[worker].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A connection for one request: an idle one of this worker, else a new one.
+    async fn checkout(&self, worker: usize) -> Result<SendRequest<Incoming>, UpstreamError> {
+        loop {
+            let Some(mut sender) = self.idle_list(worker).pop() else {
+                return self.connect().await;
+            };
+            // Put back when its last response body ended; its connection task
+            // may not have noticed yet, so wait for it rather than skip it.
+            if !sender.is_ready() && sender.ready().await.is_err() {
+                continue;
+            }
+            if !sender.is_closed() {
+                return Ok(sender);
+            }
+        }
+    }
+
+    fn give_back(&self, worker: usize, sender: SendRequest<Incoming>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle_list(worker);
+        if idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+
+    /// Opens a connection (TCP, TLS for https://) and starts its task on this runtime.
+    async fn connect(&self) -> Result<SendRequest<Incoming>, UpstreamError> {
+        let connect_error = || UpstreamError::Connect(self.name.clone());
+        let tcp = tokio::time::timeout(self.connect_timeout, async {
+            match self.addr {
+                Some(addr) => tokio::net::TcpStream::connect(addr).await,
+                None => tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await,
+            }
+        })
+        .await
+        .map_err(|_| connect_error())?
+        .map_err(|e| {
+            tracing::debug!(upstream = %self.name, error = %e, "connect failed");
+            connect_error()
+        })?;
+        let _ = tcp.set_nodelay(true);
+        let sender = match &self.tls {
+            None => handshake(tcp).await,
+            Some((connector, name)) => {
+                let tls = tokio::time::timeout(self.connect_timeout, connector.connect(name.clone(), tcp))
+                    .await
+                    .map_err(|_| connect_error())?
+                    .map_err(|e| UpstreamError::Failed(self.name.clone(), format!("TLS: {e}")))?;
+                handshake(tls).await
+            }
+        };
+        sender.map_err(|e| UpstreamError::Failed(self.name.clone(), error_chain(&e)))
+    }
+}
+
+/// HTTP/1.1 over `io`; the connection runs in its own task (with upgrades, for WebSocket).
+async fn handshake<T>(io: T) -> hyper::Result<SendRequest<Incoming>>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// An upstream response body that returns its connection to the pool when it
+/// ends (a body dropped before its end closes the connection instead).
+pub struct UpstreamBody {
+    body: Incoming,
+    done: bool,
+    give_back: Option<(SendRequest<Incoming>, Arc<Upstream>, usize)>,
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        match &frame {
+            Poll::Ready(None) => self.done = true,
+            Poll::Ready(Some(Err(_))) => self.give_back = None,
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if self.done || self.body.is_end_stream() {
+            if let Some((sender, upstream, worker)) = self.give_back.take() {
+                upstream.give_back(worker, sender);
+            }
+        }
     }
 }
 
@@ -172,22 +280,44 @@ impl UpstreamError {
 
 /// Sends `req` (headers already rewritten) to the permit's upstream, at the
 /// permit's path, and waits for the response headers; bodies stream.
-pub async fn forward(mut req: Request<Incoming>, permit: &Permit) -> Result<Response<Incoming>, UpstreamError> {
+pub async fn forward(mut req: Request<Incoming>, permit: &Permit) -> Result<Response<UpstreamBody>, UpstreamError> {
     let up = permit.upstream();
+    // Origin form: exactly the authorized path (and query), nothing else.
     let pq = PathAndQuery::try_from(permit.target().path_and_query())
         .map_err(|e| UpstreamError::Failed(up.name.clone(), e.to_string()))?;
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(up.scheme.clone());
-    parts.authority = Some(up.authority.clone());
-    parts.path_and_query = Some(pq);
-    *req.uri_mut() = Uri::from_parts(parts).map_err(|e| UpstreamError::Failed(up.name.clone(), e.to_string()))?;
+    *req.uri_mut() = Uri::from(pq);
     // The upstream speaks HTTP/1.1 whatever the client spoke.
     *req.version_mut() = http::Version::HTTP_11;
-    match tokio::time::timeout(up.timeout, up.client().request(req)).await {
+    let worker = WORKER.with(Cell::get);
+    let exchange = async {
+        let mut req = req;
+        let mut resends = 0;
+        loop {
+            let mut sender = up.checkout(worker).await?;
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, sender)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if resends < MAX_RESENDS => {
+                        resends += 1;
+                        req = unsent;
+                    }
+                    _ => return Err(UpstreamError::Failed(up.name.clone(), error_chain(e.error()))),
+                },
+            }
+        }
+    };
+    match tokio::time::timeout(up.timeout, exchange).await {
         Err(_) => Err(UpstreamError::Timeout(up.name.clone())),
-        Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(up.name.clone())),
-        Ok(Err(e)) => Err(UpstreamError::Failed(up.name.clone(), error_chain(&e))),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok((resp, sender))) => {
+            // A 101 hands the connection over to the upgraded protocol.
+            let reusable = resp.status() != http::StatusCode::SWITCHING_PROTOCOLS;
+            Ok(resp.map(|body| UpstreamBody {
+                body,
+                done: false,
+                give_back: reusable.then(|| (sender, Arc::clone(up), worker)),
+            }))
+        }
     }
 }
 
