@@ -268,3 +268,64 @@ async fn download_streams_without_buffering_the_whole_body() {
     assert!(released);
     assert_eq!(total, CHUNK * CHUNKS);
 }
+
+/// An upstream that numbers its connections: each response says which one
+/// (`x-conn`); `x-close: 1` asks it to close after answering; `/docs/big`
+/// answers 1 MiB.
+async fn numbering_upstream() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&accepted);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            let svc = service_fn(move |req: Request<Incoming>| async move {
+                let size = if req.uri().path() == "/docs/big" { CHUNK } else { 2 };
+                let mut resp = Response::new(Full::new(Bytes::from(vec![b'k'; size])));
+                resp.headers_mut().insert("x-conn", n.into());
+                if req.headers().contains_key("x-close") {
+                    resp.headers_mut().insert("connection", http::HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(resp)
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc));
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_never_reused_mid_body() {
+    let (up, accepted) = numbering_upstream().await;
+    let gw = TestGateway::with_routes(&streaming_routes(up)).await;
+    let conn_of = |r: &Reply| r.header("x-conn").unwrap().to_owned();
+    // Sequential requests share one keep-alive connection.
+    let first = gw.send("GET", "/docs/a", None).await;
+    assert_eq!(first.status, 200);
+    for _ in 0..20 {
+        let r = gw.send("GET", "/docs/a", None).await;
+        assert_eq!((r.status.as_u16(), conn_of(&r)), (200, conn_of(&first)));
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // The upstream closes after this response: the next request gets a new connection.
+    let closing = gw.send_with("GET", "/docs/a", &[("x-close", "1".into())]).await;
+    assert_eq!(closing.status, 200);
+    let after = gw.send("GET", "/docs/a", None).await;
+    assert_eq!(after.status, 200);
+    assert_ne!(conn_of(&after), conn_of(&closing));
+
+    // A client that stops reading a body mid-way: that connection is not reused.
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let resp = client.request(Request::get(gw.url("/docs/big")).body(Full::new(Bytes::new())).unwrap()).await.unwrap();
+    let abandoned = resp.headers()["x-conn"].to_str().unwrap().to_owned();
+    drop(resp);
+    for _ in 0..5 {
+        let r = gw.send("GET", "/docs/a", None).await;
+        assert_eq!(r.status, 200);
+        assert_ne!(conn_of(&r), abandoned, "a connection with an unread body was handed out again");
+    }
+}
