@@ -271,7 +271,7 @@ async fn download_streams_without_buffering_the_whole_body() {
 
 /// An upstream that numbers its connections: each response says which one
 /// (`x-conn`); `x-close: 1` asks it to close after answering; `/docs/big`
-/// answers 1 MiB.
+/// sends one chunk of a body that never ends.
 async fn numbering_upstream() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -283,8 +283,18 @@ async fn numbering_upstream() -> (std::net::SocketAddr, std::sync::Arc<std::sync
             let Ok((stream, _)) = listener.accept().await else { return };
             let n = count.fetch_add(1, Ordering::SeqCst) + 1;
             let svc = service_fn(move |req: Request<Incoming>| async move {
-                let size = if req.uri().path() == "/docs/big" { CHUNK } else { 2 };
-                let mut resp = Response::new(Full::new(Bytes::from(vec![b'k'; size])));
+                let (tx, rx) = mpsc::channel::<Bytes>(1);
+                if req.uri().path() == "/docs/big" {
+                    // One chunk, then a body that never ends.
+                    tokio::spawn(async move {
+                        let _ = tx.send(Bytes::from_static(b"first chunk")).await;
+                        std::future::pending::<()>().await;
+                        drop(tx);
+                    });
+                } else {
+                    tx.try_send(Bytes::from_static(b"ok")).unwrap();
+                }
+                let mut resp = Response::new(ChannelBody(rx));
                 resp.headers_mut().insert("x-conn", n.into());
                 if req.headers().contains_key("x-close") {
                     resp.headers_mut().insert("connection", http::HeaderValue::from_static("close"));
