@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{self, ConfigErrors};
 use crate::metrics::{Metrics, ResultLabels};
-use crate::snapshot::Shared;
+use crate::snapshot::{Shared, Snapshot};
 
 /// Quiet time after the last file event before reloading.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
@@ -117,6 +117,7 @@ impl Reloader {
                 let routes = next.routes.len();
                 self.shared.store(Arc::new(next));
                 tracing::info!(generation, routes, "route table reloaded");
+                retire(Arc::clone(&current));
                 Outcome::Applied(generation)
             }
             Err(errors) => Outcome::Refused(errors),
@@ -149,18 +150,53 @@ impl Reloader {
         outcome
     }
 
-    /// [`Reloader::reload`] on the blocking pool; a new snapshot's route
-    /// index is then warmed up there too, without delaying the next reload.
+    /// [`Reloader::reload`] on the blocking pool (at normal priority: the new
+    /// table goes live within ~150 ms even on a saturated core), then the new
+    /// snapshot's route index warmed up on a lowest-priority thread: requests
+    /// run first and the warm-up takes the CPU they leave.
     pub async fn reload_async(self: &Arc<Self>, force: bool) -> Outcome {
         let me = Arc::clone(self);
         let outcome = tokio::task::spawn_blocking(move || me.reload(force)).await.unwrap_or(Outcome::Unchanged);
         if let Outcome::Applied(_) = outcome {
             let snap = self.shared.load_full();
             snap.start_remote_keys(&tokio::runtime::Handle::current(), self.metrics.as_ref());
-            drop(tokio::task::spawn_blocking(move || snap.routes.warm()));
+            drop(in_background(move || snap.routes.warm()));
         }
         outcome
     }
+}
+
+/// Runs `work` on a new thread at the lowest scheduling priority (nice 19; on
+/// Linux it applies to that thread alone). Measured with a 10,000-route table
+/// reloaded every second under full load on one core: at normal priority p99
+/// went from 1.1 ms to 37 ms and req/s fell by 44%; see README "Performance".
+fn in_background<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> tokio::sync::oneshot::Receiver<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("rolegate-reload".to_owned()).spawn(move || {
+        if let Err(e) = rustix::process::setpriority_process(None, 19) {
+            tracing::debug!(error = %e, "cannot lower the reload thread's priority");
+        }
+        let _ = tx.send(work());
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start a reload thread");
+    }
+    rx
+}
+
+/// Frees a replaced snapshot on a background thread once the requests still
+/// using it are done. Otherwise the last request holding it would free it (a
+/// 10,000-route table with its compiled globs takes tens of milliseconds to
+/// free) on a worker, in front of the requests queued behind it.
+fn retire(old: Arc<Snapshot>) {
+    drop(in_background(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(600);
+        // `old` here, `current` in `reload` (released as it returns), and in-flight requests.
+        while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(old);
+    }));
 }
 
 /// Reloads on every SIGHUP, forever. The handler is installed when this is
