@@ -4,6 +4,7 @@
 # BENCH_* variables the harness exports. Runs in the foreground.
 #   ROLEGATE_BIN   binary to run (default: target/release/rolegate of this repo)
 #   TOKEN_CACHE    token cache size in entries (default 10000; 0 turns it off)
+# With --print-config it prints the routes.toml it would serve, and exits.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin=${ROLEGATE_BIN:-$repo/target/release/rolegate}
@@ -42,4 +43,5 @@ name = "admin"
 path = "/admin/*"
 all_roles = ["admin"]
 TOML
+if [[ ${1:-} == --print-config ]]; then cat "$dir/routes.toml"; exit 0; fi
 RUST_LOG=${RUST_LOG:-warn} "$bin" run --config "$dir/routes.toml"
