@@ -31,6 +31,9 @@ const MAX_IDLE: usize = 1024;
 /// idle keep-alive connection races with its reuse). Never after writing.
 const MAX_RESENDS: usize = 3;
 
+/// How long an idle connection that is not ready yet may keep a request waiting.
+const READY_WAIT: Duration = Duration::from_millis(200);
+
 thread_local! {
     static WORKER: Cell<usize> = const { Cell::new(0) };
 }
@@ -148,9 +151,13 @@ impl Upstream {
                 return self.connect().await;
             };
             // Put back when its last response body ended; its connection task
-            // may not have noticed yet, so wait for it rather than skip it.
-            if !sender.is_ready() && sender.ready().await.is_err() {
-                continue;
+            // may not have noticed yet, so wait for it (briefly: a connection
+            // that stays busy is dropped rather than delaying the request).
+            if !sender.is_ready() {
+                match tokio::time::timeout(READY_WAIT, sender.ready()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => continue,
+                }
             }
             if !sender.is_closed() {
                 return Ok(sender);
