@@ -49,7 +49,8 @@ pub async fn verify_or_refetch(
         Err(TokenError::UnknownKid) => {
             let remote = issuer_of(token, issuers).and_then(|i| i.remote.clone());
             match remote {
-                Some(remote) if remote.refetch_for_unknown_kid().await => {
+                // Boxed: rare, and a large future that every request would otherwise carry.
+                Some(remote) if Box::pin(remote.refetch_for_unknown_kid()).await => {
                     verify_cached(token, issuers, roles, cache, now)
                 }
                 _ => Err(TokenError::UnknownKid),

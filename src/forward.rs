@@ -148,7 +148,9 @@ impl Upstream {
     async fn checkout(&self, worker: usize) -> Result<SendRequest<Incoming>, UpstreamError> {
         loop {
             let Some(mut sender) = self.idle_list(worker).pop() else {
-                return self.connect().await;
+                // Boxed: connecting (TCP, TLS) is rare and its future is large;
+                // inline, it would be copied with every request's future.
+                return Box::pin(self.connect()).await;
             };
             // Put back when its last response body ended; its connection task
             // may not have noticed yet, so wait for it (briefly: a connection
