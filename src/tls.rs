@@ -25,14 +25,7 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Str
         let _ = roots.add(cert);
     }
     if let Some(path) = ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("ca_file {}: {e}", path.display()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-        if certs.is_empty() {
-            return Err(format!("ca_file {}: no certificate in it", path.display()));
-        }
-        for c in certs {
+        for c in read_certificates(path).map_err(|e| format!("ca_file {e}"))? {
             roots.add(c).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
         }
     }
@@ -46,15 +39,21 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Str
 
 /// A certificate chain and its private key, from PEM files.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("{}: {e}", cert.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
-    if chain.is_empty() {
-        return Err(format!("{}: no certificate in it", cert.display()));
-    }
+    let chain = read_certificates(cert)?;
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
     CertifiedKey::from_der(chain, key_der, &provider()).map_err(|e| format!("{}: {e}", cert.display()))
+}
+
+/// The certificates of a PEM file, at least one; errors start with the path.
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in it", path.display()));
+    }
+    Ok(certs)
 }
 
 /// The server certificate in use; replaced in place when the files change.
