@@ -150,8 +150,8 @@ impl Pattern {
             return None;
         }
         let path = format!("/{}", out.join("/"));
-        let both = [self, other].iter().all(|p| Regex::new(&p.regex_source).is_ok_and(|re| re.is_match(&path)));
-        both.then_some(path)
+        let candidate = Candidate::new(&path);
+        (self.is_match(&candidate) && other.is_match(&candidate)).then_some(path)
     }
 }
 
