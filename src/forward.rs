@@ -19,6 +19,8 @@ use rustls::pki_types::ServerName;
 
 use crate::decide::Permit;
 
+mod lean;
+
 /// Each worker thread keeps its own idle connections per upstream, so that a
 /// pooled connection is always driven by the runtime that uses it.
 const MAX_POOLS: usize = 64;
@@ -63,6 +65,8 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     idle: Box<[Mutex<Vec<SendRequest<Incoming>>>]>,
+    /// Idle connections of the lean exchange (plain-HTTP upstreams only).
+    lean_idle: Box<[Mutex<Vec<lean::Conn>>]>,
     /// TLS of an `https://` upstream: connector and the name to verify.
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
     ca_file: Option<std::path::PathBuf>,
@@ -120,6 +124,7 @@ impl Upstream {
             connect_timeout,
             timeout,
             idle: (0..MAX_POOLS).map(|_| Mutex::new(Vec::new())).collect(),
+            lean_idle: (0..MAX_POOLS).map(|_| Mutex::new(Vec::new())).collect(),
             tls,
             ca_file: ca_file.map(std::path::Path::to_path_buf),
         })
@@ -140,8 +145,7 @@ impl Upstream {
     }
 
     fn idle_list(&self, worker: usize) -> std::sync::MutexGuard<'_, Vec<SendRequest<Incoming>>> {
-        // A panic while holding the lock leaves a plain Vec: still usable.
-        self.idle[worker].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.idle[worker])
     }
 
     /// A connection for one request: an idle one of this worker, else a new one.
@@ -177,8 +181,51 @@ impl Upstream {
         }
     }
 
+    /// A connection for one lean exchange: an idle one of this worker, else a
+    /// new one. An idle connection the upstream has closed is skipped here
+    /// unless the request may simply be sent again (`may_resend`): checking
+    /// costs a syscall when the socket was last seen readable.
+    async fn lean_checkout(&self, worker: usize, may_resend: bool) -> Result<lean::Conn, UpstreamError> {
+        loop {
+            let popped = lock(&self.lean_idle[worker]).pop();
+            match popped {
+                Some(conn) if may_resend || !conn.is_stale() => return Ok(conn),
+                Some(_) => continue,
+                None => {
+                    let tcp = Box::pin(self.connect_tcp()).await?;
+                    return Ok(lean::Conn::new(tcp));
+                }
+            }
+        }
+    }
+
+    fn lean_give_back(&self, worker: usize, mut conn: lean::Conn) {
+        conn.reused = true;
+        let mut idle = lock(&self.lean_idle[worker]);
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
     /// Opens a connection (TCP, TLS for https://) and starts its task on this runtime.
     async fn connect(&self) -> Result<SendRequest<Incoming>, UpstreamError> {
+        let connect_error = || UpstreamError::Connect(self.name.clone());
+        let tcp = self.connect_tcp().await?;
+        let sender = match &self.tls {
+            None => handshake(tcp).await,
+            Some((connector, name)) => {
+                let tls = tokio::time::timeout(self.connect_timeout, connector.connect(name.clone(), tcp))
+                    .await
+                    .map_err(|_| connect_error())?
+                    .map_err(|e| UpstreamError::Failed(self.name.clone(), format!("TLS: {e}")))?;
+                handshake(tls).await
+            }
+        };
+        sender.map_err(|e| UpstreamError::Failed(self.name.clone(), error_chain(&e)))
+    }
+
+    /// A TCP connection to the upstream (no per-connection DNS for IP literals), with `TCP_NODELAY`.
+    async fn connect_tcp(&self) -> Result<tokio::net::TcpStream, UpstreamError> {
         let connect_error = || UpstreamError::Connect(self.name.clone());
         let tcp = tokio::time::timeout(self.connect_timeout, async {
             match self.addr {
@@ -193,18 +240,13 @@ impl Upstream {
             connect_error()
         })?;
         let _ = tcp.set_nodelay(true);
-        let sender = match &self.tls {
-            None => handshake(tcp).await,
-            Some((connector, name)) => {
-                let tls = tokio::time::timeout(self.connect_timeout, connector.connect(name.clone(), tcp))
-                    .await
-                    .map_err(|_| connect_error())?
-                    .map_err(|e| UpstreamError::Failed(self.name.clone(), format!("TLS: {e}")))?;
-                handshake(tls).await
-            }
-        };
-        sender.map_err(|e| UpstreamError::Failed(self.name.clone(), error_chain(&e)))
+        Ok(tcp)
     }
+}
+
+/// A pool list; a panic while holding the lock leaves a plain Vec: still usable.
+fn lock<T>(list: &Mutex<Vec<T>>) -> std::sync::MutexGuard<'_, Vec<T>> {
+    list.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// HTTP/1.1 over `io`; the connection runs in its own task (with upgrades, for WebSocket).
@@ -221,38 +263,68 @@ where
     Ok(sender)
 }
 
-/// An upstream response body that returns its connection to the pool when it
-/// ends (a body dropped before its end closes the connection instead).
-pub struct UpstreamBody {
+/// An upstream response body, streamed to the client. Its connection goes
+/// back to the pool when the body has been read to its end (a body dropped
+/// before its end closes the connection instead).
+pub struct UpstreamBody(BodyKind);
+
+enum BodyKind {
+    /// From the lean exchange (see `forward/lean.rs`).
+    Lean(lean::Body),
+    /// From hyper's client connection (request bodies, upgrades, TLS upstreams).
+    Hyper(HyperBody),
+}
+
+struct HyperBody {
     body: Incoming,
     done: bool,
     give_back: Option<(SendRequest<Incoming>, Arc<Upstream>, usize)>,
 }
 
+/// Why an upstream response body broke off.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Lean(#[from] lean::BodyError),
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+}
+
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = Pin::new(&mut self.body).poll_frame(cx);
-        match &frame {
-            Poll::Ready(None) => self.done = true,
-            Poll::Ready(Some(Err(_))) => self.give_back = None,
-            _ => {}
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match &mut self.get_mut().0 {
+            BodyKind::Lean(body) => body.poll_frame(cx).map(|f| f.map(|r| r.map_err(BodyError::from))),
+            BodyKind::Hyper(h) => {
+                let frame = Pin::new(&mut h.body).poll_frame(cx);
+                match &frame {
+                    Poll::Ready(None) => h.done = true,
+                    Poll::Ready(Some(Err(_))) => h.give_back = None,
+                    _ => {}
+                }
+                frame.map(|f| f.map(|r| r.map_err(BodyError::from)))
+            }
         }
-        frame
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.0 {
+            BodyKind::Lean(body) => body.is_end_stream(),
+            BodyKind::Hyper(h) => h.body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.0 {
+            BodyKind::Lean(body) => body.size_hint(),
+            BodyKind::Hyper(h) => h.body.size_hint(),
+        }
     }
 }
 
-impl Drop for UpstreamBody {
+impl Drop for HyperBody {
     fn drop(&mut self) {
         if self.done || self.body.is_end_stream() {
             if let Some((sender, upstream, worker)) = self.give_back.take() {
@@ -298,6 +370,12 @@ pub async fn forward(mut req: Request<Incoming>, permit: &Permit) -> Result<Resp
     // The upstream speaks HTTP/1.1 whatever the client spoke.
     *req.version_mut() = http::Version::HTTP_11;
     let worker = WORKER.with(Cell::get);
+    if up.tls.is_none() && lean::eligible(&req) {
+        return match tokio::time::timeout(up.timeout, lean::exchange(up, worker, req)).await {
+            Err(_) => Err(UpstreamError::Timeout(up.name.clone())),
+            Ok(resp) => Ok(resp?.map(|body| UpstreamBody(BodyKind::Lean(body)))),
+        };
+    }
     let exchange = async {
         let mut req = req;
         let mut resends = 0;
@@ -321,10 +399,12 @@ pub async fn forward(mut req: Request<Incoming>, permit: &Permit) -> Result<Resp
         Ok(Ok((resp, sender))) => {
             // A 101 hands the connection over to the upgraded protocol.
             let reusable = resp.status() != http::StatusCode::SWITCHING_PROTOCOLS;
-            Ok(resp.map(|body| UpstreamBody {
-                body,
-                done: false,
-                give_back: reusable.then(|| (sender, Arc::clone(up), worker)),
+            Ok(resp.map(|body| {
+                UpstreamBody(BodyKind::Hyper(HyperBody {
+                    body,
+                    done: false,
+                    give_back: reusable.then(|| (sender, Arc::clone(up), worker)),
+                }))
             }))
         }
     }

@@ -1,0 +1,578 @@
+//! The lean HTTP/1.1 exchange with a plain-HTTP upstream, for the common
+//! request: no body, no upgrade. The request's own task writes the request
+//! head and reads the response head from a pooled connection (no connection
+//! task, no channel between the two), and the response body is read from the
+//! socket by whoever polls it. Everything else (request bodies, upgrades,
+//! `https://` upstreams) takes hyper's client connection in `forward.rs`.
+//!
+//! Response framing follows RFC 9112 §6.3: no body for HEAD, 1xx, 204 and
+//! 304; `Transfer-Encoding` whose last coding is `chunked` is decoded (and
+//! wins over `Content-Length`); any other `Transfer-Encoding`, or neither
+//! header, reads until the upstream closes; a `Content-Length` must be one
+//! decimal number (repeats of the same value allowed), else the response is
+//! refused (502). A connection is reused only after a complete, exactly framed
+//! HTTP/1.1 response without `Connection: close`.
+
+use std::io;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use hyper::body::{Frame, Incoming, SizeHint};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::{Upstream, UpstreamError};
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// The largest response head accepted (status line and headers).
+const MAX_HEAD: usize = 64 * 1024;
+/// The most response header lines accepted.
+const MAX_HEADERS: usize = 100;
+/// The longest chunk-size line (size, extensions) accepted in a chunked body.
+const MAX_CHUNK_LINE: usize = 4096;
+/// The most trailer bytes accepted (trailers are read and dropped).
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// One keep-alive connection to a plain-HTTP upstream.
+pub(super) struct Conn {
+    io: TcpStream,
+    /// Bytes read but not consumed yet (empty between exchanges).
+    buf: BytesMut,
+    /// Whether it served an exchange before (only then may a failure before
+    /// the first response byte be the upstream closing an idle connection).
+    pub(super) reused: bool,
+}
+
+impl Conn {
+    pub(super) fn new(io: TcpStream) -> Conn {
+        Conn { io, buf: BytesMut::new(), reused: false }
+    }
+
+    /// Reads more bytes into `buf`; `Ok(0)` at end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.io.poll_read_ready(cx))?;
+            self.buf.reserve(READ_CHUNK);
+            match self.io.try_read_buf(&mut self.buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    async fn fill(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    /// An idle connection the upstream has closed (or written to unasked)
+    /// since it was pooled: a non-blocking peek (one syscall), which sees a
+    /// close the runtime has not been told of yet.
+    pub(super) fn is_stale(&self) -> bool {
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        !matches!(socket2::SockRef::from(&self.io).peek(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+/// Whether a request can take the lean exchange: no body, no upgrade.
+pub(super) fn eligible(req: &Request<Incoming>) -> bool {
+    hyper::body::Body::is_end_stream(req.body()) && !req.headers().contains_key(http::header::UPGRADE)
+}
+
+/// Methods a request may be sent again for when a reused connection turned
+/// out closed before any byte of the response (RFC 9110 §9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
+}
+
+/// Sends a body-less request and reads the response head. The caller bounds
+/// the time this takes (the upstream's `timeout`).
+pub(super) async fn exchange(
+    up: &Arc<Upstream>,
+    worker: usize,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, UpstreamError> {
+    let failed = |what: &str| UpstreamError::Failed(up.name.clone(), what.to_owned());
+    let (parts, _) = req.into_parts();
+    let mut head = Vec::with_capacity(512);
+    encode_head(&mut head, &parts);
+    let may_resend = idempotent(&parts.method);
+    let mut resends = 0;
+    behind_ready_tasks().await;
+    loop {
+        let mut conn = up.lean_checkout(worker, may_resend).await?;
+        let reused = conn.reused;
+        if let Err(e) = conn.io.write_all(&head).await {
+            if reused && resends < super::MAX_RESENDS {
+                resends += 1;
+                continue;
+            }
+            return Err(failed(&format!("writing the request: {e}")));
+        }
+        match read_head(&mut conn, parts.method == Method::HEAD).await {
+            Ok((resp, framing)) => return Ok(into_response(resp, framing, conn, up, worker)),
+            // Nothing came back on a reused connection: the upstream closed it
+            // while idle, before reading this request.
+            Err(HeadError::Closed) if reused && may_resend && resends < super::MAX_RESENDS => resends += 1,
+            Err(HeadError::Closed) => return Err(failed("the connection closed before a response")),
+            Err(HeadError::Io(e)) if reused && may_resend && resends < super::MAX_RESENDS && conn.buf.is_empty() => {
+                tracing::debug!(error = %e, "reused upstream connection failed; sending again");
+                resends += 1;
+            }
+            Err(HeadError::Io(e)) => return Err(failed(&format!("reading the response: {e}"))),
+            Err(HeadError::Invalid(what)) => return Err(failed(what)),
+        }
+    }
+}
+
+/// Lets the tasks that are ready now run before this one goes on (it is
+/// rescheduled at once, at the back of the run queue; unlike
+/// `tokio::task::yield_now`, not after the next poll of the I/O driver).
+///
+/// Sending each request upstream the moment it is parsed made the gateway and
+/// a co-located upstream preempt each other per request: more context
+/// switches and more kernel time than the whole saving of the lean exchange.
+/// Deferring the write behind the other ready requests sends them in a burst.
+async fn behind_ready_tasks() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await;
+}
+
+/// `METHOD /path?query HTTP/1.1`, then every header, then the empty line.
+/// The caller has set the origin-form URI and the `Host` header.
+fn encode_head(out: &mut Vec<u8>, parts: &http::request::Parts) {
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    out.extend_from_slice(pq.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+enum HeadError {
+    /// End of stream before any byte of a response.
+    Closed,
+    Io(io::Error),
+    Invalid(&'static str),
+}
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// The parsed response head: status, headers, and whether the connection may
+/// be reused once the body has been read.
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+    keep_alive: bool,
+}
+
+/// Reads until a final (non-1xx) response head is complete; leaves the bytes
+/// after it in `conn.buf`.
+async fn read_head(conn: &mut Conn, head_request: bool) -> Result<(Head, Framing), HeadError> {
+    let mut seen_any = false;
+    loop {
+        if !conn.buf.is_empty() {
+            seen_any = true;
+            match parse_head(&conn.buf, head_request)? {
+                Some((len, parsed)) => {
+                    conn.buf.advance(len);
+                    match parsed {
+                        Some(head) => return Ok(head),
+                        None => continue, // an interim 1xx response: the final one follows
+                    }
+                }
+                None if conn.buf.len() > MAX_HEAD => return Err(HeadError::Invalid("the response head is too large")),
+                None => {}
+            }
+        }
+        match conn.fill().await {
+            Ok(0) if seen_any => return Err(HeadError::Invalid("the connection closed inside the response head")),
+            Ok(0) => return Err(HeadError::Closed),
+            Ok(_) => {}
+            Err(e) => return Err(HeadError::Io(e)),
+        }
+    }
+}
+
+/// What one parse of the buffer found: `None` when the head is incomplete;
+/// else its length and the final head, or `None` for an interim (1xx) response.
+type Parsed = Option<(usize, Option<(Head, Framing)>)>;
+
+/// One response head from the start of `buf`.
+fn parse_head(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
+            return Err(HeadError::Invalid("the response head is too large"))
+        }
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::Invalid("the response has too many headers")),
+        Err(_) => return Err(HeadError::Invalid("the response head is not valid HTTP/1.1")),
+    };
+    let code = resp.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code).map_err(|_| HeadError::Invalid("the response status is not valid"))?;
+    if status.is_informational() {
+        // 101 is never asked for here (upgrades take hyper's connection).
+        return match status {
+            StatusCode::SWITCHING_PROTOCOLS => Err(HeadError::Invalid("unexpected 101 Switching Protocols")),
+            _ => Ok(Some((len, None))),
+        };
+    }
+    let http11 = resp.version == Some(1);
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    let mut keep_alive = http11;
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| HeadError::Invalid("a response header name is not valid"))?;
+        let value =
+            HeaderValue::from_bytes(h.value).map_err(|_| HeadError::Invalid("a response header value is not valid"))?;
+        if name == CONTENT_LENGTH {
+            for part in h.value.split(|b| *b == b',') {
+                let n = parse_length(part).ok_or(HeadError::Invalid("the response Content-Length is not valid"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(HeadError::Invalid("the response has conflicting Content-Length values"));
+                }
+                length = Some(n);
+            }
+        } else if name == TRANSFER_ENCODING {
+            // The last coding decides: chunked is decoded, anything else reads until close.
+            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == http::header::CONNECTION && has_token(h.value, b"close") {
+            keep_alive = false;
+        }
+        headers.append(name, value);
+    }
+    let no_body = head_request
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational();
+    let framing = if no_body {
+        Framing::Empty
+    } else if let Some(chunked) = chunked {
+        // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3 item 3);
+        // the length is not passed on, the client gets the body re-framed.
+        headers.remove(CONTENT_LENGTH);
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else {
+        match length {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        }
+    };
+    if framing == Framing::UntilClose {
+        keep_alive = false;
+    }
+    Ok(Some((len, Some((Head { status, headers, keep_alive }, framing)))))
+}
+
+/// A Content-Length value: decimal digits only (no sign, no spaces inside).
+fn parse_length(s: &[u8]) -> Option<u64> {
+    let s = s.trim_ascii();
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// Whether a comma-separated header value lists `token` (case-insensitively).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// The response for the client, with a body that owns the connection until
+/// the body has been read; a body that is already complete in the buffer
+/// returns the connection to the pool at once.
+fn into_response(head: Head, framing: Framing, mut conn: Conn, up: &Arc<Upstream>, worker: usize) -> Response<Body> {
+    let body = match framing {
+        Framing::Empty => {
+            if head.keep_alive && conn.buf.is_empty() {
+                up.lean_give_back(worker, conn);
+            }
+            Body::Full(None)
+        }
+        Framing::Length(n) if conn.buf.len() as u64 >= n => {
+            let bytes = conn.buf.split_to(n as usize).freeze();
+            if head.keep_alive && conn.buf.is_empty() {
+                up.lean_give_back(worker, conn);
+            }
+            Body::Full(Some(bytes))
+        }
+        framing => Body::Stream(Box::new(Streaming {
+            conn: Some(conn),
+            state: match framing {
+                Framing::Length(n) => State::Length(n),
+                Framing::Chunked => State::Chunked(Chunk::Size),
+                _ => State::UntilClose,
+            },
+            keep_alive: head.keep_alive,
+            size: match framing {
+                Framing::Length(n) => SizeHint::with_exact(n),
+                _ => SizeHint::default(),
+            },
+            give_back: Some((Arc::clone(up), worker)),
+        })),
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = head.status;
+    *resp.version_mut() = Version::HTTP_11;
+    *resp.headers_mut() = head.headers;
+    resp
+}
+
+/// A response body from the lean exchange.
+pub enum Body {
+    /// Complete (or empty) when the head was read.
+    Full(Option<Bytes>),
+    /// Still arriving on the connection.
+    Stream(Box<Streaming>),
+}
+
+impl Body {
+    pub(super) fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self {
+            Body::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Body::Stream(s) => s.poll_frame(cx),
+        }
+    }
+
+    pub(super) fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(data) => data.is_none(),
+            Body::Stream(s) => matches!(s.state, State::Done),
+        }
+    }
+
+    pub(super) fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Body::Stream(s) => s.size,
+        }
+    }
+}
+
+/// A response body being read from its connection.
+pub struct Streaming {
+    /// `None` once the body has ended and the connection went back or closed.
+    conn: Option<Conn>,
+    state: State,
+    keep_alive: bool,
+    /// What is left to read, when known (for the client's framing).
+    size: SizeHint,
+    /// Where the connection goes back once the body has been read whole.
+    give_back: Option<(Arc<Upstream>, usize)>,
+}
+
+enum State {
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+    Done,
+}
+
+/// Where a chunked decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data, this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer lines until an empty one.
+    Trailers(usize),
+}
+
+/// A response body that broke off: the client's response is cut short.
+#[derive(Debug)]
+pub struct BodyError(pub &'static str);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "upstream response body: {}", self.0)
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl Streaming {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match self.state {
+                State::Done => return Poll::Ready(None),
+                State::Length(left) => {
+                    if conn.buf.is_empty() {
+                        if ready!(self.fill(cx))? == 0 {
+                            return self.fail("the connection closed inside the body");
+                        }
+                        continue;
+                    }
+                    let take = left.min(conn.buf.len() as u64);
+                    let data = conn.buf.split_to(take as usize).freeze();
+                    let left = left - take;
+                    self.size = SizeHint::with_exact(left);
+                    if left == 0 {
+                        self.finish();
+                    } else {
+                        self.state = State::Length(left);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::UntilClose => {
+                    if conn.buf.is_empty() {
+                        if ready!(self.fill(cx))? == 0 {
+                            self.state = State::Done;
+                            self.conn = None;
+                            return Poll::Ready(None);
+                        }
+                        continue;
+                    }
+                    let data = conn.buf.split().freeze();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::Chunked(chunk) => match decode_chunk(&mut conn.buf, chunk) {
+                    Ok((next, data)) => {
+                        self.state = State::Chunked(next);
+                        if let Some(data) = data {
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        }
+                        if next == Chunk::Trailers(usize::MAX) {
+                            self.finish();
+                            return Poll::Ready(None);
+                        }
+                        if next == chunk && ready!(self.fill(cx))? == 0 {
+                            return self.fail("the connection closed inside a chunked body");
+                        }
+                    }
+                    Err(what) => return self.fail(what),
+                },
+            }
+        }
+    }
+
+    fn fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, BodyError>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(Ok(0));
+        };
+        match ready!(conn.poll_fill(cx)) {
+            Ok(n) => Poll::Ready(Ok(n)),
+            Err(_) => {
+                self.give_back = None;
+                self.conn = None;
+                self.state = State::Done;
+                Poll::Ready(Err(BodyError("reading from the upstream failed")))
+            }
+        }
+    }
+
+    fn fail<T>(&mut self, what: &'static str) -> Poll<Option<Result<T, BodyError>>> {
+        self.give_back = None;
+        self.conn = None;
+        self.state = State::Done;
+        Poll::Ready(Some(Err(BodyError(what))))
+    }
+
+    /// The body ended exactly: the connection may serve another request.
+    fn finish(&mut self) {
+        self.state = State::Done;
+        if let Some((up, worker)) = self.give_back.take() {
+            if let Some(conn) = self.conn.take().filter(|c| self.keep_alive && c.buf.is_empty()) {
+                up.lean_give_back(worker, conn);
+            }
+        }
+    }
+}
+
+/// One step of chunked decoding over `buf`: the next state and, when a piece
+/// of chunk data was available, that data. Returns the same state and no data
+/// when `buf` needs more bytes; `Trailers(usize::MAX)` marks the end.
+fn decode_chunk(buf: &mut BytesMut, state: Chunk) -> Result<(Chunk, Option<Bytes>), &'static str> {
+    match state {
+        Chunk::Size => {
+            let Some(eol) = buf.iter().position(|b| *b == b'\n') else {
+                return match buf.len() > MAX_CHUNK_LINE {
+                    true => Err("a chunk-size line is too long"),
+                    false => Ok((state, None)),
+                };
+            };
+            let line = &buf[..eol];
+            let line = line.strip_suffix(b"\r").ok_or("a chunk-size line does not end with CRLF")?;
+            let digits = line.split(|b| *b == b';').next().unwrap_or_default().trim_ascii_end();
+            if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
+                return Err("a chunk size is not valid");
+            }
+            let size = digits.iter().fold(0u64, |n, d| n * 16 + u64::from((*d as char).to_digit(16).unwrap_or(0)));
+            buf.advance(eol + 1);
+            Ok((if size == 0 { Chunk::Trailers(0) } else { Chunk::Data(size) }, None))
+        }
+        Chunk::Data(left) => {
+            if buf.is_empty() {
+                return Ok((state, None));
+            }
+            let take = left.min(buf.len() as u64);
+            let data = buf.split_to(take as usize).freeze();
+            let left = left - take;
+            Ok((if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) }, Some(data)))
+        }
+        Chunk::DataEnd => match buf.len() {
+            0 | 1 => Ok((state, None)),
+            _ if &buf[..2] == b"\r\n" => {
+                buf.advance(2);
+                Ok((Chunk::Size, None))
+            }
+            _ => Err("a chunk does not end with CRLF"),
+        },
+        Chunk::Trailers(seen) => {
+            let Some(eol) = buf.iter().position(|b| *b == b'\n') else {
+                return match seen + buf.len() > MAX_TRAILERS {
+                    true => Err("the trailers are too long"),
+                    false => Ok((state, None)),
+                };
+            };
+            let line = buf[..eol].strip_suffix(b"\r").ok_or("a trailer line does not end with CRLF")?;
+            let empty = line.is_empty();
+            buf.advance(eol + 1);
+            match empty {
+                true => Ok((Chunk::Trailers(usize::MAX), None)),
+                false if seen + eol + 1 > MAX_TRAILERS => Err("the trailers are too long"),
+                false => Ok((Chunk::Trailers(seen + eol + 1), None)),
+            }
+        }
+    }
+}

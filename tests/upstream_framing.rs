@@ -1,0 +1,238 @@
+//! How the gateway reads upstream responses to body-less requests (the lean
+//! HTTP/1.1 exchange): every framing of RFC 9112 §6.3 arrives intact, a
+//! response that cannot be framed is a 502, and a connection is reused only
+//! after an exactly framed response. The upstream here is a raw TCP server
+//! that writes scripted bytes, so each case is exactly what is on the wire.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The response bytes for a path; `{n}` becomes the connection's number.
+/// The bool: close the connection after writing (without saying so).
+fn script(path: &str) -> (String, bool) {
+    let ok = |extra: &str, body: &str| {
+        format!("HTTP/1.1 200 OK\r\nx-conn: {{n}}\r\n{extra}content-length: {}\r\n\r\n{body}", body.len())
+    };
+    match path {
+        "/docs/plain" => (ok("", "plain"), false),
+        "/docs/chunked" => (
+            "HTTP/1.1 200 OK\r\nx-conn: {n}\r\ntransfer-encoding: chunked\r\n\r\n\
+             5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: dropped\r\n\r\n"
+                .into(),
+            false,
+        ),
+        "/docs/te-and-cl" => (
+            "HTTP/1.1 200 OK\r\nx-conn: {n}\r\ncontent-length: 100\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".into(),
+            false,
+        ),
+        "/docs/until-close" => ("HTTP/1.1 200 OK\r\nx-conn: {n}\r\n\r\nall of it, until the end".into(), true),
+        "/docs/continue" => {
+            (format!("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n{}", ok("", "ok")), false)
+        }
+        "/docs/no-content" => ("HTTP/1.1 204 No Content\r\nx-conn: {n}\r\n\r\n".into(), false),
+        "/docs/conn-close" => (ok("connection: close\r\n", "bye"), false),
+        "/docs/http10" => ("HTTP/1.0 200 OK\r\nx-conn: {n}\r\ncontent-length: 2\r\n\r\nok".into(), false),
+        "/docs/quiet-close" => (ok("", "ok"), true),
+        "/docs/conflicting-length" => ("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd".into(), false),
+        "/docs/repeated-length" => ("HTTP/1.1 200 OK\r\nx-conn: {n}\r\ncontent-length: 2, 2\r\n\r\nok".into(), false),
+        "/docs/signed-length" => ("HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\nok".into(), false),
+        "/docs/bad-chunk" => ("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n".into(), false),
+        "/docs/garbage" => ("NOT HTTP AT ALL\r\n\r\n".into(), false),
+        "/docs/huge-head" => (format!("HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n", "a".repeat(70_000)), false),
+        "/docs/large" => (ok("", &large_body()), false),
+        "/docs/large-chunked" => {
+            let mut s = String::from("HTTP/1.1 200 OK\r\nx-conn: {n}\r\ntransfer-encoding: chunked\r\n\r\n");
+            for piece in large_body().as_bytes().chunks(7_000) {
+                s.push_str(&format!("{:x}\r\n{}\r\n", piece.len(), std::str::from_utf8(piece).unwrap()));
+            }
+            s.push_str("0\r\n\r\n");
+            (s, false)
+        }
+        _ => ("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".into(), false),
+    }
+}
+
+/// 600 KB: more than one read from the socket.
+fn large_body() -> String {
+    (0..60_000).map(|i| format!("{:09}\n", i)).collect()
+}
+
+/// The scripted upstream: connections accepted and connections it has closed.
+struct Upstream {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+}
+
+async fn scripted_upstream() -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
+    let (count, done) = (Arc::clone(&accepted), Arc::clone(&closed));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            let done = Arc::clone(&done);
+            tokio::spawn(async move {
+                serve_scripted(stream, n).await;
+                done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    Upstream { addr, accepted, closed }
+}
+
+/// Answers request heads on one connection until the client closes or a script says close.
+async fn serve_scripted(mut stream: TcpStream, n: usize) {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        buf.drain(..head_end);
+        let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+        let (response, close) = script(&path);
+        if stream.write_all(response.replace("{n}", &n.to_string()).as_bytes()).await.is_err() {
+            return;
+        }
+        if close {
+            return; // dropping the stream closes it
+        }
+    }
+}
+
+async fn gateway(up: &Upstream) -> TestGateway {
+    TestGateway::with_routes(&STANDARD_ROUTES.replace("http://{upstream}", &format!("http://{}", up.addr))).await
+}
+
+#[tokio::test]
+async fn every_framing_arrives_intact() {
+    let up = scripted_upstream().await;
+    let gw = gateway(&up).await;
+    let get = |path: &'static str| gw.send("GET", path, None);
+
+    let r = get("/docs/chunked").await;
+    assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"hello world"[..]));
+    assert_eq!(r.header("x-trailer"), None, "trailers are not turned into headers");
+    assert_eq!(r.header("transfer-encoding").unwrap_or("chunked"), "chunked");
+
+    // Transfer-Encoding wins over Content-Length, and the length is not passed on.
+    let r = get("/docs/te-and-cl").await;
+    assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"abc"[..]));
+    assert_ne!(r.header("content-length"), Some("100"));
+
+    let r = get("/docs/until-close").await;
+    assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"all of it, until the end"[..]));
+
+    // Interim 1xx responses are skipped; the final one is forwarded.
+    let r = get("/docs/continue").await;
+    assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"ok"[..]));
+
+    let r = get("/docs/no-content").await;
+    assert_eq!((r.status.as_u16(), r.body.len()), (204, 0));
+
+    let r = get("/docs/repeated-length").await;
+    assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"ok"[..]));
+
+    let r = get("/docs/large").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body == large_body().as_bytes(), "a body longer than one read arrives whole");
+    let r = get("/docs/large-chunked").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body == large_body().as_bytes(), "a chunked body longer than one read arrives whole");
+
+    // HEAD: the Content-Length describes a body that is not sent.
+    let r = gw.send("HEAD", "/docs/plain", None).await;
+    assert_eq!((r.status.as_u16(), r.body.len()), (200, 0));
+    let after = get("/docs/plain").await;
+    assert_eq!((after.status.as_u16(), &after.body[..]), (200, &b"plain"[..]));
+}
+
+#[tokio::test]
+async fn responses_that_cannot_be_framed_are_502() {
+    let up = scripted_upstream().await;
+    let gw = gateway(&up).await;
+    for path in ["/docs/conflicting-length", "/docs/signed-length", "/docs/garbage", "/docs/huge-head"] {
+        let r = gw.send("GET", path, None).await;
+        assert_eq!(r.status, 502, "{path}");
+        assert_eq!(r.json()["error"], "upstream_unavailable", "{path}");
+    }
+    // A chunked body that breaks off after its head was read: the client's
+    // connection is closed, with no response or a response cut short (no last
+    // chunk), never one passed off as complete.
+    let (status, text) = raw(gw.addr, &raw_get("/docs/bad-chunk", None)).await;
+    assert!(status == 0 || status == 200, "{text:?}");
+    assert!(!text.ends_with("0\r\n\r\n"), "the cut body must not end like a complete one: {text:?}");
+    assert!(!text.contains("hello"), "{text:?}");
+    // The gateway still serves after each of them.
+    assert_eq!(gw.send("GET", "/docs/plain", None).await.status, 200);
+}
+
+#[tokio::test]
+async fn connections_are_reused_only_after_an_exactly_framed_response() {
+    let up = scripted_upstream().await;
+    let gw = gateway(&up).await;
+    let conn = |r: &Reply| r.header("x-conn").map(str::to_owned);
+    let first = gw.send("GET", "/docs/plain", None).await;
+    // Each of these ends exactly, on a keep-alive connection: the same one serves the next request.
+    for path in
+        ["/docs/chunked", "/docs/no-content", "/docs/large", "/docs/large-chunked", "/docs/continue", "/docs/plain"]
+    {
+        let r = gw.send("GET", path, None).await;
+        let expected = if path == "/docs/no-content" { 204 } else { 200 };
+        assert_eq!(r.status, expected, "{path}");
+        assert_eq!(conn(&r), conn(&first), "{path} should reuse the connection");
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+
+    // After these, the connection is not reused: closed by the upstream (said
+    // or not), delimited by its close, or HTTP/1.0.
+    for path in ["/docs/conn-close", "/docs/until-close", "/docs/http10", "/docs/quiet-close"] {
+        let before = up.accepted.load(Ordering::SeqCst);
+        let r = gw.send("GET", path, None).await;
+        assert_eq!(r.status, 200, "{path}");
+        let next = gw.send("GET", "/docs/plain", None).await;
+        assert_eq!(next.status, 200, "after {path}");
+        assert_eq!(up.accepted.load(Ordering::SeqCst), before + 1, "{path}: the next request opened one connection");
+    }
+}
+
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_upstream_is_not_an_error() {
+    let up = scripted_upstream().await;
+    let gw = gateway(&up).await;
+    // The upstream answers and then closes without `Connection: close`; the
+    // gateway pools the connection. Wait until the upstream has closed it.
+    let r = gw.send("GET", "/docs/quiet-close", None).await;
+    assert_eq!(r.status, 200);
+    let closed = wait_until(Duration::from_secs(5), || async { up.closed.load(Ordering::SeqCst) >= 1 }).await;
+    assert!(closed, "the upstream closed its connection");
+    // A GET is sent again on a new connection; a body-less POST (not
+    // idempotent) is never sent on the dead connection in the first place.
+    let r = gw.send("GET", "/docs/plain", None).await;
+    assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"plain"[..]));
+    let r = gw.send("GET", "/docs/quiet-close", None).await;
+    assert_eq!(r.status, 200);
+    let closed = wait_until(Duration::from_secs(5), || async { up.closed.load(Ordering::SeqCst) >= 2 }).await;
+    assert!(closed, "the upstream closed its connections");
+    let r = gw.send("POST", "/docs/plain", None).await;
+    assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"plain"[..]));
+}
