@@ -37,6 +37,12 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 8] {
 /// Removes hop-by-hop headers: the fixed list, `Upgrade`, and every header the
 /// `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none: one pass over the few names present is
+    // cheaper than ten hashed removals.
+    let hop = |name: &HeaderName| name == header::UPGRADE || fixed_hop_by_hop().contains(&name);
+    if !headers.keys().any(hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
