@@ -77,9 +77,12 @@ impl Conn {
     }
 }
 
-/// Whether a request can take the lean exchange: no body, no upgrade.
+/// Whether a request can take the lean exchange: no body, no upgrade, and
+/// not CONNECT (whose 2xx turns the connection into a tunnel).
 pub(super) fn eligible(req: &Request<Incoming>) -> bool {
-    hyper::body::Body::is_end_stream(req.body()) && !req.headers().contains_key(http::header::UPGRADE)
+    hyper::body::Body::is_end_stream(req.body())
+        && !req.headers().contains_key(http::header::UPGRADE)
+        && req.method() != Method::CONNECT
 }
 
 /// Methods a request may be sent again for when a reused connection turned
