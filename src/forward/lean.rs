@@ -589,3 +589,131 @@ fn decode_chunk(buf: &mut BytesMut, state: Chunk) -> Result<(Chunk, Option<Bytes
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Decodes a whole chunked body held in `wire`, as the body would while
+    /// reading it in pieces of `step` bytes; `None` if it is invalid or incomplete.
+    fn decode_all(wire: &[u8], step: usize) -> Option<(Vec<u8>, usize)> {
+        let mut buf = BytesMut::new();
+        let mut fed = 0;
+        let mut state = Chunk::Size;
+        let mut out = Vec::new();
+        loop {
+            let (next, data) = decode_chunk(&mut buf, state).ok()?;
+            if let Some(d) = data {
+                out.extend_from_slice(&d);
+            }
+            if next == Chunk::Trailers(usize::MAX) {
+                return Some((out, buf.len() + wire.len() - fed));
+            }
+            if next == state && fed < wire.len() {
+                let end = (fed + step).min(wire.len());
+                buf.extend_from_slice(&wire[fed..end]);
+                fed = end;
+            } else if next == state {
+                return None;
+            }
+            state = next;
+        }
+    }
+
+    fn chunked(body: &[u8], sizes: &[usize]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        let mut rest = body;
+        let mut i = 0;
+        while !rest.is_empty() {
+            let n = sizes[i % sizes.len()].clamp(1, rest.len());
+            wire.extend_from_slice(format!("{n:X};ext=\"v\"\r\n").as_bytes());
+            wire.extend_from_slice(&rest[..n]);
+            wire.extend_from_slice(b"\r\n");
+            rest = &rest[n..];
+            i += 1;
+        }
+        wire.extend_from_slice(b"0\r\nx-trailer: t\r\n\r\n");
+        wire
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Any chunking of any body, read in any piece size, decodes to the body,
+        /// and nothing after the last chunk is consumed.
+        #[test]
+        fn chunked_round_trip(
+            body in proptest::collection::vec(any::<u8>(), 0..3000),
+            sizes in proptest::collection::vec(1usize..700, 1..8),
+            step in 1usize..64,
+        ) {
+            let mut wire = chunked(&body, &sizes);
+            wire.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+            let (decoded, left) = decode_all(&wire, step).expect("valid chunked body");
+            prop_assert_eq!(decoded, body);
+            prop_assert_eq!(left, b"HTTP/1.1 200 OK\r\n".len());
+        }
+
+        /// Arbitrary bytes never panic the head parser or the chunk decoder.
+        #[test]
+        fn arbitrary_bytes_do_not_panic(wire in proptest::collection::vec(any::<u8>(), 0..600), step in 1usize..32) {
+            let _ = parse_head(&wire, false);
+            let _ = parse_head(&wire, true);
+            let _ = decode_all(&wire, step);
+        }
+    }
+
+    fn framing(head: &str, head_request: bool) -> Result<(Framing, bool), &'static str> {
+        match parse_head(head.as_bytes(), head_request) {
+            Ok(Some((_, Some((h, f))))) => Ok((f, h.keep_alive)),
+            Ok(Some((_, None))) => Err("interim"),
+            Ok(None) => Err("partial"),
+            Err(HeadError::Invalid(what)) => Err(what),
+            Err(_) => Err("io"),
+        }
+    }
+
+    #[test]
+    fn response_framing() {
+        let ok = |extra: &str| format!("HTTP/1.1 200 OK\r\n{extra}\r\n");
+        assert_eq!(framing(&ok("content-length: 5\r\n"), false), Ok((Framing::Length(5), true)));
+        assert_eq!(framing(&ok("content-length: 0\r\n"), false), Ok((Framing::Empty, true)));
+        assert_eq!(framing(&ok("content-length: 5\r\n"), true), Ok((Framing::Empty, true)), "HEAD");
+        assert_eq!(framing(&ok(""), false), Ok((Framing::UntilClose, false)));
+        assert_eq!(framing(&ok("transfer-encoding: chunked\r\n"), false), Ok((Framing::Chunked, true)));
+        assert_eq!(framing(&ok("transfer-encoding: gzip, chunked\r\n"), false), Ok((Framing::Chunked, true)));
+        assert_eq!(framing(&ok("transfer-encoding: chunked, gzip\r\n"), false), Ok((Framing::UntilClose, false)));
+        assert_eq!(
+            framing(&ok("content-length: 9\r\ntransfer-encoding: chunked\r\n"), false),
+            Ok((Framing::Chunked, true)),
+            "Transfer-Encoding wins"
+        );
+        assert_eq!(framing(&ok("content-length: 5\r\nconnection: Close\r\n"), false), Ok((Framing::Length(5), false)));
+        assert_eq!(framing(&ok("content-length: 5, 5\r\n"), false), Ok((Framing::Length(5), true)));
+        assert!(framing(&ok("content-length: 5, 6\r\n"), false).is_err());
+        assert!(framing(&ok("content-length: 5\r\ncontent-length: 6\r\n"), false).is_err());
+        assert!(framing(&ok("content-length: -5\r\n"), false).is_err());
+        assert!(framing(&ok("content-length: 0x5\r\n"), false).is_err());
+        assert!(framing(&ok("content-length: 99999999999999999999\r\n"), false).is_err());
+        assert_eq!(
+            framing("HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\n", false),
+            Ok((Framing::Length(2), false)),
+            "HTTP/1.0: not reused"
+        );
+        assert_eq!(framing("HTTP/1.1 204 No Content\r\ncontent-length: 7\r\n\r\n", false), Ok((Framing::Empty, true)));
+        assert_eq!(framing("HTTP/1.1 304 Not Modified\r\n\r\n", false), Ok((Framing::Empty, true)));
+        assert_eq!(framing("HTTP/1.1 100 Continue\r\n\r\n", false), Err("interim"));
+        assert!(framing("HTTP/1.1 101 Switching Protocols\r\n\r\n", false).is_err());
+        assert_eq!(framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n", false), Err("partial"));
+    }
+
+    #[test]
+    fn invalid_chunks() {
+        for wire in [&b"zz\r\nhello\r\n0\r\n\r\n"[..], b"5\nhello\r\n0\r\n\r\n", b"5\r\nhelloXX0\r\n\r\n", b"\r\n"] {
+            assert_eq!(decode_all(wire, 3), None, "{:?}", String::from_utf8_lossy(wire));
+        }
+        let long = format!("1{}\r\n", "0".repeat(20));
+        assert_eq!(decode_all(long.as_bytes(), 7), None, "a size beyond 15 hex digits");
+    }
+}
