@@ -162,6 +162,7 @@ async fn every_framing_arrives_intact() {
     // HEAD: the Content-Length describes a body that is not sent.
     let r = gw.send("HEAD", "/docs/plain", None).await;
     assert_eq!((r.status.as_u16(), r.body.len()), (200, 0));
+    assert_eq!(r.header("content-length"), Some("5"), "HEAD keeps the length of the body it would have");
     let after = get("/docs/plain").await;
     assert_eq!((after.status.as_u16(), &after.body[..]), (200, &b"plain"[..]));
 }
