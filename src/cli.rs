@@ -115,7 +115,8 @@ struct MintArgs {
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format.as_deref());
+    // Held until `main` returns: dropping it writes out the lines still queued.
+    let _log_writer = init_tracing(cli.log_format.as_deref());
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.config),
         Command::Check { strict } => return check(&cli.config, strict),
@@ -139,7 +140,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: Option<&str>) {
+/// Logs go to stderr through a queue and a writer thread that writes them
+/// in batches: a request thread formats its access-log line and moves on,
+/// instead of making a `write` syscall per line (with the access log on:
+/// 31–32 → 15 µs of CPU per request, README "Performance"). Never lossy: when
+/// the queue is full, loggers wait.
+fn init_tracing(format: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -147,8 +153,13 @@ fn init_tracing(format: Option<&str>) {
         Some(f) => f == "json",
         None => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("rolegate-log")
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let _ = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
+    guard
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
