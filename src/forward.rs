@@ -1,6 +1,11 @@
 //! Stage 6 of a request: send it upstream. The only module that talks to
 //! upstreams, and it takes a [`Permit`]: there is no way to forward a request
 //! that was not decided, nor to a path other than the one authorized.
+//!
+//! Two ways out, both over per-worker keep-alive connections: the lean
+//! exchange (`forward/lean.rs`) for a request without a body to a plain-HTTP
+//! upstream, the common case; hyper's client connection for everything else
+//! (request bodies, upgrades, CONNECT, `https://` upstreams).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -49,11 +54,12 @@ pub fn set_worker_index(index: usize) {
 /// Shared by snapshots: a reload keeps the same `Upstream` (and its
 /// connections) when its settings are unchanged.
 ///
-/// The pool is ours rather than hyper-util's legacy client: a connection is
-/// a `hyper::client::conn::http1` sender in a per-worker list, taken for one
-/// request and put back when the response body ends. Measured against the
-/// legacy pool (which locks a shared map keyed by scheme and authority, with
-/// SipHash, and spawns a task to return busy connections): see README "Performance".
+/// The pools are ours rather than hyper-util's legacy client: per worker, a
+/// list of `hyper::client::conn::http1` senders and a list of lean-exchange
+/// sockets, each connection taken for one request and put back when its
+/// response has been read to the end. Measured against the legacy pool (which
+/// locks a shared map keyed by scheme and authority, with SipHash, and spawns
+/// a task to return busy connections): see README "Performance".
 pub struct Upstream {
     pub name: String,
     pub url: String,
