@@ -30,6 +30,13 @@ fn errors_of(extra: &str) -> String {
     }
 }
 
+/// The warnings of a valid table (BASE + `extra`), one per line.
+fn warnings_of(extra: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    write_keys(dir.path());
+    loads(&format!("{BASE}{extra}"), dir.path()).warnings.join("\n")
+}
+
 fn loads(text: &str, dir: &Path) -> rolegate::snapshot::Snapshot {
     let path = dir.join("routes.toml");
     std::fs::write(&path, text).unwrap();
@@ -181,11 +188,8 @@ fn the_example_routes_toml_is_valid() {
 
 #[test]
 fn check_warns_about_unreachable_and_open_routes() {
-    let dir = tempfile::tempdir().unwrap();
-    write_keys(dir.path());
     let extra = "\n[[routes]]\nname = \"all admin\"\npath = \"/admin/**\"\npublic = true\n\n[[routes]]\nname = \"admin users\"\npath = \"/admin/users/*\"\nall_roles = [\"admin\"]\n\n[[routes]]\nname = \"x\"\nmethods = [\"GET\"]\npath = \"/x\"\nall_roles = [\"a\"]\n\n[[routes]]\nname = \"x again\"\nmethods = [\"GET\"]\npath = \"/x\"\nall_roles = [\"b\"]\n\n[[routes]]\nname = \"x post\"\nmethods = [\"POST\", \"PURGE\"]\npath = \"/x\"\n";
-    let s = loads(&format!("{BASE}{extra}"), dir.path());
-    let w = s.warnings.join("\n");
+    let w = warnings_of(extra);
     assert!(
         w.contains(
             "routes.toml:17: route \"admin users\" is never reached: the earlier public route \"all admin\" (line 12)"
@@ -200,27 +204,22 @@ fn check_warns_about_unreachable_and_open_routes() {
 
 #[test]
 fn log_claims_warns_about_claims_decisions_read_but_the_log_would_not_record() {
-    let dir = tempfile::tempdir().unwrap();
-    write_keys(dir.path());
     let extra = "\n[defaults]\nlog_claims = [\"roles\", \"sub\"]\n\n[[routes]]\npath = \"/t/{tenant}\"\nclaims = { \"org.tid\" = \"{tenant}\" }\n";
-    let s = loads(&format!("{BASE}{extra}"), dir.path());
-    let w = s.warnings.join("\n");
+    let w = warnings_of(extra);
     assert!(
         w.contains("routes.toml:13: log_claims does not record `org.tid`, `permissions`, which decisions read"),
         "{w}"
     );
     // A parent path records everything below it.
     let covered = extra.replace("\"sub\"", "\"org\", \"permissions\"");
-    let s = loads(&format!("{BASE}{covered}"), dir.path());
-    assert!(!s.warnings.iter().any(|w| w.contains("log_claims")), "{:?}", s.warnings);
+    let w = warnings_of(&covered);
+    assert!(!w.contains("log_claims"), "{w}");
     let e = errors_of("\n[defaults]\nlog_claims = [\"roles\", \"org..tid\"]\n");
     assert!(e.starts_with("routes.toml:13:") && e.contains("\"org..tid\" is not a claim path"), "{e}");
 }
 
 #[test]
 fn check_warns_when_a_public_route_takes_some_requests_of_a_protected_one() {
-    let dir = tempfile::tempdir().unwrap();
-    write_keys(dir.path());
     let route = |name: &str, methods: &str, path: &str, access: &str| {
         format!("\n[[routes]]\nname = \"{name}\"\nmethods = {methods}\npath = \"{path}\"\n{access}\n")
     };
@@ -233,8 +232,7 @@ fn check_warns_when_a_public_route_takes_some_requests_of_a_protected_one() {
         route("writes", "[\"POST\"]", "/**", "all_roles = [\"admin\"]"),
     ]
     .concat();
-    let s = loads(&format!("{BASE}{extra}"), dir.path());
-    let w = s.warnings.join("\n");
+    let w = warnings_of(&extra);
     assert!(
         w.contains(
             "routes.toml:18: protected route \"admin\" overlaps the earlier public route \"public docs\" (line 12): \
