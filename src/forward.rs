@@ -150,14 +150,10 @@ impl Upstream {
             && self.ca_file.as_deref() == ca_file
     }
 
-    fn idle_list(&self, worker: usize) -> std::sync::MutexGuard<'_, Vec<SendRequest<Incoming>>> {
-        lock(&self.idle[worker])
-    }
-
     /// A connection for one request: an idle one of this worker, else a new one.
     async fn checkout(&self, worker: usize) -> Result<SendRequest<Incoming>, UpstreamError> {
         loop {
-            let Some(mut sender) = self.idle_list(worker).pop() else {
+            let Some(mut sender) = lock(&self.idle[worker]).pop() else {
                 // Boxed: connecting (TCP, TLS) is rare and its future is large;
                 // inline, it would be copied with every request's future.
                 return Box::pin(self.connect()).await;
@@ -181,10 +177,7 @@ impl Upstream {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle_list(worker);
-        if idle.len() < MAX_IDLE {
-            idle.push(sender);
-        }
+        park(&self.idle[worker], sender);
     }
 
     /// A connection for one lean exchange: an idle one of this worker, else a
@@ -207,10 +200,7 @@ impl Upstream {
 
     fn lean_give_back(&self, worker: usize, mut conn: lean::Conn) {
         conn.reused = true;
-        let mut idle = lock(&self.lean_idle[worker]);
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
-        }
+        park(&self.lean_idle[worker], conn);
     }
 
     /// Opens a connection (TCP, TLS for https://) and starts its task on this runtime.
@@ -253,6 +243,14 @@ impl Upstream {
 /// A pool list; a panic while holding the lock leaves a plain Vec: still usable.
 fn lock<T>(list: &Mutex<Vec<T>>) -> std::sync::MutexGuard<'_, Vec<T>> {
     list.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Keeps an idle connection for reuse, unless the list already holds [`MAX_IDLE`].
+fn park<T>(list: &Mutex<Vec<T>>, conn: T) {
+    let mut idle = lock(list);
+    if idle.len() < MAX_IDLE {
+        idle.push(conn);
+    }
 }
 
 /// HTTP/1.1 over `io`; the connection runs in its own task (with upgrades, for WebSocket).

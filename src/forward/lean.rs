@@ -352,10 +352,6 @@ fn into_response(head: Head, framing: Framing, mut conn: Conn, up: &Arc<Upstream
                 _ => State::UntilClose,
             },
             keep_alive: head.keep_alive,
-            size: match framing {
-                Framing::Length(n) => SizeHint::with_exact(n),
-                _ => SizeHint::default(),
-            },
             give_back: Some((Arc::clone(up), worker)),
         })),
     };
@@ -392,7 +388,11 @@ impl Body {
     pub(super) fn size_hint(&self) -> SizeHint {
         match self {
             Body::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            Body::Stream(s) => s.size,
+            Body::Stream(s) => match s.state {
+                State::Length(left) => SizeHint::with_exact(left),
+                State::Done => SizeHint::with_exact(0),
+                State::Chunked(_) | State::UntilClose => SizeHint::default(),
+            },
         }
     }
 }
@@ -403,8 +403,6 @@ pub struct Streaming {
     conn: Option<Conn>,
     state: State,
     keep_alive: bool,
-    /// What is left to read, when known (for the client's framing).
-    size: SizeHint,
     /// Where the connection goes back once the body has been read whole.
     give_back: Option<(Arc<Upstream>, usize)>,
 }
@@ -459,7 +457,6 @@ impl Streaming {
                     let take = left.min(conn.buf.len() as u64);
                     let data = conn.buf.split_to(take as usize).freeze();
                     let left = left - take;
-                    self.size = SizeHint::with_exact(left);
                     if left == 0 {
                         self.finish();
                     } else {
