@@ -47,7 +47,8 @@ pub struct Route {
     /// `None`: any method.
     pub methods: Option<Vec<Method>>,
     pub host: Option<GlobMatcher>,
-    pub pattern: Pattern,
+    /// Shared with the previous snapshot when its text is unchanged.
+    pub pattern: Arc<Pattern>,
     pub upstream: Arc<Upstream>,
     pub access: Access,
     pub mode: Mode,

@@ -204,3 +204,26 @@ async fn unchanged_upstreams_keep_their_pool_across_reloads() {
     assert!(matches!(reloader.reload(false), Outcome::Applied(_)));
     assert!(!Arc::ptr_eq(&before, &gw.shared.load().upstreams["default"]));
 }
+
+#[tokio::test]
+async fn unchanged_path_patterns_are_reused_and_changed_ones_compiled() {
+    let gw = TestGateway::start().await;
+    let reloader = Reloader::new(Arc::clone(&gw.shared), gw.config.clone());
+    let pattern_of = |name: &str| {
+        let snap = gw.shared.load();
+        let route = snap.routes.routes().iter().find(|r| &*r.name == name).expect("route");
+        Arc::clone(&route.pattern)
+    };
+    let (users, admin) = (pattern_of("read users"), pattern_of("admin"));
+    let text = std::fs::read_to_string(&gw.config).unwrap().replace("path = \"/admin/**\"", "path = \"/staff/**\"");
+    std::fs::write(&gw.config, text).unwrap();
+    assert!(matches!(reloader.reload(false), Outcome::Applied(_)));
+    assert!(Arc::ptr_eq(&users, &pattern_of("read users")), "same text: the compiled pattern is shared");
+    let staff = pattern_of("admin");
+    assert!(!Arc::ptr_eq(&admin, &staff));
+    assert_eq!(staff.source, "/staff/**");
+    // The new pattern is the one requests meet: /admin is no longer a route, /staff is.
+    assert_eq!(gw.send("GET", "/admin/x", Some(&admin_token())).await.status, 404);
+    assert_eq!(gw.send("GET", "/staff/x", Some(&admin_token())).await.status, 200);
+    assert_eq!(gw.send("GET", "/staff/x", Some(&ops_token())).await.status, 403);
+}

@@ -127,7 +127,7 @@ pub fn compile(
     }
     let roles = compile_roles(&mut c, &file);
     let forward = compile_forward(&mut c, &file);
-    let (routes, unmatched) = compile_routes(&mut c, &file, &upstreams);
+    let (routes, unmatched) = compile_routes(&mut c, &file, &upstreams, previous);
     let log_claims = compile_log_claims(&mut c, &file, &issuers, routes.as_ref());
 
     if !c.errors.is_empty() {
@@ -499,10 +499,17 @@ fn compile_routes(
     c: &mut Compiler<'_>,
     file: &RoutesFile,
     upstreams: &BTreeMap<String, Arc<Upstream>>,
+    previous: Option<&Snapshot>,
 ) -> CompiledRoutes {
-    let mut routes = Vec::new();
+    // A reload reuses the compiled patterns of the serving table (a pattern is a
+    // function of its text alone): most reloads change a few lines, and parsing
+    // patterns was a fifth of compiling a large table.
+    let known: HashMap<&str, &Arc<Pattern>> = previous
+        .map(|p| p.routes.routes().iter().map(|r| (r.pattern.source.as_str(), &r.pattern)).collect())
+        .unwrap_or_default();
+    let mut routes = Vec::with_capacity(file.routes.len());
     for (index, spec) in file.routes.iter().enumerate() {
-        if let Some(route) = compile_route(c, index, spec, upstreams) {
+        if let Some(route) = compile_route(c, index, spec, upstreams, &known) {
             routes.push(route);
         }
     }
@@ -516,7 +523,7 @@ fn compile_routes(
                 line: 0,
                 methods: None,
                 host: None,
-                pattern: Pattern::parse("/**").expect("static pattern"),
+                pattern: Arc::new(Pattern::parse("/**").expect("static pattern")),
                 upstream: Arc::clone(up),
                 access: Access::Protected(Requirement::default()),
                 mode: Mode::Enforce,
@@ -538,11 +545,16 @@ fn compile_route(
     index: usize,
     spec: &Spanned<RouteSpec>,
     upstreams: &BTreeMap<String, Arc<Upstream>>,
+    known: &HashMap<&str, &Arc<Pattern>>,
 ) -> Option<Route> {
     let s = spec.get_ref();
     let line = c.loc.line_col(spec.span().start).0;
     let name: Arc<str> = Arc::from(s.name.clone().unwrap_or_else(|| s.path.get_ref().clone()));
-    let pattern = match Pattern::parse(s.path.get_ref()) {
+    let pattern = match known.get(s.path.get_ref().as_str()) {
+        Some(&p) => Ok(Arc::clone(p)),
+        None => Pattern::parse(s.path.get_ref()).map(Arc::new),
+    };
+    let pattern = match pattern {
         Ok(p) => Some(p),
         Err(e) => {
             c.err(Some(&s.path), e);
