@@ -100,6 +100,7 @@ impl Reloader {
     /// Compiles the file and swaps it in when valid. `force` applies it even
     /// when its inputs are unchanged (SIGHUP). Blocking: call off the reactor.
     pub fn reload(&self, force: bool) -> Outcome {
+        let started = std::time::Instant::now();
         let current = self.shared.load_full();
         let outcome = match config::load(&self.path, Some(&current)) {
             Ok(next) if !force && next.fingerprint == current.fingerprint => Outcome::Unchanged,
@@ -116,7 +117,9 @@ impl Reloader {
                 let generation = next.generation;
                 let routes = next.routes.len();
                 self.shared.store(Arc::new(next));
-                tracing::info!(generation, routes, "route table reloaded");
+                // From the start of reading the file to the new table serving.
+                let took_ms = started.elapsed().as_millis() as u64;
+                tracing::info!(generation, routes, took_ms, "route table reloaded");
                 retire(Arc::clone(&current));
                 Outcome::Applied(generation)
             }
