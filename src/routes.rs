@@ -182,15 +182,18 @@ impl RouteTable {
 
     /// Builds every index node's glob set now rather than on first use. Called
     /// off the request path right after a snapshot starts serving, so that
-    /// requests rarely pay for it.
-    pub fn warm(&self) {
-        fn walk(node: &Node, routes: &[Route]) {
+    /// requests rarely pay for it; stops early once `wanted` says no.
+    pub fn warm(&self, wanted: impl Fn() -> bool) {
+        fn walk(node: &Node, routes: &[Route], wanted: &dyn Fn() -> bool) -> bool {
             if !node.routes.is_empty() {
+                if !wanted() {
+                    return false;
+                }
                 node.set.get_or_init(|| node.build_set(routes));
             }
-            node.children.values().for_each(|c| walk(c, routes));
+            node.children.values().all(|c| walk(c, routes, wanted))
         }
-        walk(&self.root, &self.routes);
+        walk(&self.root, &self.routes, &wanted);
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -203,5 +206,39 @@ impl RouteTable {
 
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::path::Path;
+
+    use super::Node;
+
+    fn built(node: &Node) -> usize {
+        usize::from(node.set.get().is_some()) + node.children.values().map(built).sum::<usize>()
+    }
+
+    #[test]
+    fn warm_up_stops_as_soon_as_it_is_no_longer_wanted() {
+        let mut text = String::from("[upstreams.default]\nurl = \"http://127.0.0.1:9\"\n");
+        for i in 0..10 {
+            text.push_str(&format!("[[routes]]\npath = \"/svc{i}/*\"\npublic = true\n"));
+        }
+        let path = Path::new("routes.toml");
+        let file = crate::config::parse(path, &text).unwrap();
+        let snap = crate::config::compile(file, path, &text, None).unwrap();
+        let table = &snap.routes;
+        assert_eq!(built(&table.root), 0, "glob sets are built on first use or by warm()");
+        let asked = Cell::new(0);
+        table.warm(|| {
+            asked.set(asked.get() + 1);
+            asked.get() <= 3
+        });
+        assert_eq!(built(&table.root), 3, "three nodes warmed, then it stopped");
+        assert_eq!(asked.get(), 4);
+        table.warm(|| true);
+        assert_eq!(built(&table.root), 10);
     }
 }
