@@ -203,7 +203,7 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
         n => n,
     };
     tracing::info!(routes = snapshot.routes.len(), issuers = snapshot.issuers.len(), workers, "route table loaded");
-    snapshot.routes.warm(|| true);
+    snapshot.routes.warm(None, || true);
     let shared = Arc::new(ArcSwap::from_pointee(snapshot));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(crate::metrics::Metrics::new());

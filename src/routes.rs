@@ -78,27 +78,54 @@ struct Node {
     /// Positions in `RouteTable::routes`, ascending (file order).
     routes: Vec<u32>,
     /// The routes' globs as one set, and glob index → route position. Built on
-    /// the first lookup that reaches this node, so that a reload of a large
-    /// table compiles no glob it does not need.
-    set: OnceLock<Option<(GlobSet, Vec<u32>)>>,
+    /// the first lookup that reaches this node (or by [`RouteTable::warm`]), so
+    /// that a reload of a large table compiles no glob it does not need; taken
+    /// over from the previous table when built from the same patterns.
+    set: OnceLock<Option<(Arc<GlobSet>, Vec<u32>)>>,
 }
 
 impl Node {
-    fn build_set(&self, routes: &[Route]) -> Option<(GlobSet, Vec<u32>)> {
+    fn build_set(&self, routes: &[Route]) -> Option<(Arc<GlobSet>, Vec<u32>)> {
         let mut b = GlobSetBuilder::new();
-        let mut owners = Vec::new();
         for &r in &self.routes {
             for g in routes[r as usize].pattern.compiled_globs() {
                 b.add(g.clone());
-                owners.push(r);
             }
         }
         match b.build() {
-            Ok(set) => Some((set, owners)),
+            Ok(set) => Some((Arc::new(set), self.owners(routes))),
             Err(e) => {
                 // Only a regex size limit can get here: those routes then match nothing (default deny).
                 tracing::error!(error = %e, "cannot build a route glob set; its routes will not match");
                 None
+            }
+        }
+    }
+
+    /// Glob index → route position, in the order `build_set` adds the globs.
+    fn owners(&self, routes: &[Route]) -> Vec<u32> {
+        let globs = |r: u32| routes[r as usize].pattern.compiled_globs().len();
+        self.routes.iter().flat_map(|&r| std::iter::repeat_n(r, globs(r))).collect()
+    }
+
+    /// Takes over the glob sets that `old` (this node in the previous table)
+    /// has built, wherever its patterns are the same ones in the same order: a
+    /// glob set depends on nothing else. Then the same for the children.
+    fn adopt(&self, routes: &[Route], old: &Node, old_routes: &[Route]) {
+        if let Some(Some((set, _))) = old.set.get() {
+            let same = self.routes.len() == old.routes.len()
+                && self
+                    .routes
+                    .iter()
+                    .zip(&old.routes)
+                    .all(|(&a, &b)| routes[a as usize].pattern.source == old_routes[b as usize].pattern.source);
+            if same {
+                let _ = self.set.set(Some((Arc::clone(set), self.owners(routes))));
+            }
+        }
+        for (segment, child) in &self.children {
+            if let Some(old_child) = old.children.get(segment) {
+                child.adopt(routes, old_child, old_routes);
             }
         }
     }
@@ -182,8 +209,14 @@ impl RouteTable {
 
     /// Builds every index node's glob set now rather than on first use. Called
     /// off the request path right after a snapshot starts serving, so that
-    /// requests rarely pay for it; stops early once `wanted` says no.
-    pub fn warm(&self, wanted: impl Fn() -> bool) {
+    /// requests rarely pay for it; stops early once `wanted` says no. First
+    /// takes over, from `previous` (the table this one replaced), every set
+    /// built from the same patterns: a reload that changes a few routes
+    /// rebuilds only their sets.
+    pub fn warm(&self, previous: Option<&RouteTable>, wanted: impl Fn() -> bool) {
+        if let Some(old) = previous {
+            self.root.adopt(&self.routes, &old.root, &old.routes);
+        }
         fn walk(node: &Node, routes: &[Route], wanted: &dyn Fn() -> bool) -> bool {
             if !node.routes.is_empty() {
                 if !wanted() {
@@ -213,32 +246,69 @@ impl RouteTable {
 mod tests {
     use std::cell::Cell;
     use std::path::Path;
+    use std::sync::Arc;
 
-    use super::Node;
+    use globset::GlobSet;
+
+    use super::{Node, RouteTable};
+    use crate::snapshot::Snapshot;
 
     fn built(node: &Node) -> usize {
         usize::from(node.set.get().is_some()) + node.children.values().map(built).sum::<usize>()
     }
 
-    #[test]
-    fn warm_up_stops_as_soon_as_it_is_no_longer_wanted() {
+    /// Ten public routes `/svcN/*`, with `/svc{changed}/*` replaced by `/svc{changed}/x/*`.
+    fn snapshot(changed: Option<usize>, previous: Option<&Snapshot>) -> Snapshot {
         let mut text = String::from("[upstreams.default]\nurl = \"http://127.0.0.1:9\"\n");
         for i in 0..10 {
-            text.push_str(&format!("[[routes]]\npath = \"/svc{i}/*\"\npublic = true\n"));
+            let path = if changed == Some(i) { format!("/svc{i}/x/*") } else { format!("/svc{i}/*") };
+            text.push_str(&format!("[[routes]]\nname = \"r{i}\"\npath = \"{path}\"\npublic = true\n"));
         }
         let path = Path::new("routes.toml");
         let file = crate::config::parse(path, &text).unwrap();
-        let snap = crate::config::compile(file, path, &text, None).unwrap();
+        crate::config::compile(file, path, &text, previous).unwrap()
+    }
+
+    fn set_of<'t>(table: &'t RouteTable, segments: &[&str]) -> Option<&'t Arc<GlobSet>> {
+        let node = segments.iter().fold(&table.root, |n, s| &n.children[*s]);
+        node.set.get().and_then(|s| s.as_ref()).map(|(set, _)| set)
+    }
+
+    #[test]
+    fn warm_up_takes_over_the_glob_sets_of_unchanged_index_nodes() {
+        let old = snapshot(None, None);
+        old.routes.warm(None, || true);
+        let new = snapshot(Some(3), Some(&old));
+        new.routes.warm(Some(&old.routes), || false);
+        for i in [0, 1, 2, 4, 9] {
+            let seg = format!("svc{i}");
+            let (a, b) = (set_of(&old.routes, &[&seg]).unwrap(), set_of(&new.routes, &[&seg]));
+            assert!(b.is_some_and(|b| Arc::ptr_eq(a, b)), "{seg}: same patterns, same set");
+        }
+        assert!(set_of(&new.routes, &["svc3"]).is_none(), "svc3 no longer has routes of its own");
+        assert!(set_of(&new.routes, &["svc3", "x"]).is_none(), "a new pattern: built on first use");
+        // The adopted sets and the new one match as they should.
+        let get = http::Method::GET;
+        let name = |path: &str| new.routes.find(&get, None, path).map(|r| r.name.to_string());
+        assert_eq!(name("/svc4/a").as_deref(), Some("r4"));
+        assert_eq!(name("/svc3/x/a").as_deref(), Some("r3"));
+        assert_eq!(name("/svc3/a"), None);
+        assert_eq!(name("/svc9/a/b"), None);
+    }
+
+    #[test]
+    fn warm_up_stops_as_soon_as_it_is_no_longer_wanted() {
+        let snap = snapshot(None, None);
         let table = &snap.routes;
         assert_eq!(built(&table.root), 0, "glob sets are built on first use or by warm()");
         let asked = Cell::new(0);
-        table.warm(|| {
+        table.warm(None, || {
             asked.set(asked.get() + 1);
             asked.get() <= 3
         });
         assert_eq!(built(&table.root), 3, "three nodes warmed, then it stopped");
         assert_eq!(asked.get(), 4);
-        table.warm(|| true);
+        table.warm(None, || true);
         assert_eq!(built(&table.root), 10);
     }
 }
