@@ -549,7 +549,7 @@ fn compile_route(
 ) -> Option<Route> {
     let s = spec.get_ref();
     let line = c.loc.line_col(spec.span().start).0;
-    let name: Arc<str> = Arc::from(s.name.clone().unwrap_or_else(|| s.path.get_ref().clone()));
+    let name: Arc<str> = Arc::from(s.name.as_deref().unwrap_or(s.path.get_ref()));
     let pattern = match known.get(s.path.get_ref().as_str()) {
         Some(&p) => Ok(Arc::clone(p)),
         None => Pattern::parse(s.path.get_ref()).map(Arc::new),
