@@ -185,24 +185,30 @@ impl Reloader {
 fn in_background<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> tokio::sync::oneshot::Receiver<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new().name("rolegate-reload".to_owned()).spawn(move || {
-        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
-        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-        if let Err(e) = thread_priority::set_thread_priority_and_policy(
-            thread_priority::thread_native_id(),
-            ThreadPriority::Min,
-            idle,
-        ) {
-            tracing::debug!(error = ?e, "no SCHED_IDLE for the reload thread; nice 19 instead");
-            if let Err(e) = rustix::process::setpriority_process(None, 19) {
-                tracing::debug!(error = %e, "cannot lower the reload thread's priority");
-            }
-        }
+        lowest_priority();
         let _ = tx.send(work());
     });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start a reload thread");
     }
     rx
+}
+
+/// Puts the calling thread under `SCHED_IDLE` (Linux), else at nice 19.
+fn lowest_priority() {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        let me = thread_priority::thread_native_id();
+        match thread_priority::set_thread_priority_and_policy(me, ThreadPriority::Min, idle) {
+            Ok(()) => return,
+            Err(e) => tracing::debug!(error = ?e, "no SCHED_IDLE for the reload thread; nice 19 instead"),
+        }
+    }
+    if let Err(e) = rustix::process::setpriority_process(None, 19) {
+        tracing::debug!(error = %e, "cannot lower the reload thread's priority");
+    }
 }
 
 /// Frees a replaced snapshot on a background thread once the requests still
