@@ -309,6 +309,53 @@ pub struct RouteSpec {
     pub any_of: Vec<Spanned<RequirementSpec>>,
 }
 
+impl RouteSpec {
+    /// The same route with every span `by` bytes later (it was parsed from a
+    /// piece of the file that starts `by` bytes in).
+    pub(crate) fn moved(self, by: usize) -> RouteSpec {
+        let RouteSpec {
+            name,
+            methods,
+            host,
+            path,
+            upstream,
+            public,
+            mode,
+            all_permissions,
+            any_permissions,
+            all_roles,
+            any_roles,
+            claims,
+            any_of,
+        } = self;
+        let requirement =
+            RequirementSpec { all_permissions, any_permissions, all_roles, any_roles, claims, any_of }.moved(by);
+        RouteSpec {
+            name,
+            methods: methods.map(|m| m.into_iter().map(|m| moved(m, by, |v| v)).collect()),
+            host: host.map(|h| moved(h, by, |v| v)),
+            path: moved(path, by, |v| v),
+            upstream: upstream.map(|u| moved(u, by, |v| v)),
+            public,
+            mode,
+            all_permissions: requirement.all_permissions,
+            any_permissions: requirement.any_permissions,
+            all_roles: requirement.all_roles,
+            any_roles: requirement.any_roles,
+            claims: requirement.claims,
+            any_of: requirement.any_of,
+        }
+    }
+}
+
+/// `s` with its span `by` bytes later and its value passed through `inner`
+/// (a span of `0..0`, "no position", stays).
+pub(crate) fn moved<T>(s: Spanned<T>, by: usize, inner: impl FnOnce(T) -> T) -> Spanned<T> {
+    let span = s.span();
+    let span = if span == (0..0) { span } else { span.start + by..span.end + by };
+    Spanned::new(span, inner(s.into_inner()))
+}
+
 /// One alternative of `any_of`.
 #[derive(Debug, Clone, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -333,6 +380,20 @@ pub struct RequirementSpec {
     #[serde(default)]
     #[schemars(with = "Vec<RequirementSpec>")]
     pub any_of: Vec<Spanned<RequirementSpec>>,
+}
+
+impl RequirementSpec {
+    fn moved(self, by: usize) -> RequirementSpec {
+        let RequirementSpec { all_permissions, any_permissions, all_roles, any_roles, claims, any_of } = self;
+        RequirementSpec {
+            all_permissions,
+            any_permissions,
+            all_roles,
+            any_roles,
+            claims: claims.into_iter().map(|(k, v)| (k, moved(v, by, |v| v))).collect(),
+            any_of: any_of.into_iter().map(|a| moved(a, by, |a| a.moved(by))).collect(),
+        }
+    }
 }
 
 /// The expected value of a claim: a string template (`"{tenant}"`), a number or a boolean.
