@@ -332,16 +332,12 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
 fn into_response(head: Head, framing: Framing, mut conn: Conn, up: &Arc<Upstream>, worker: usize) -> Response<Body> {
     let body = match framing {
         Framing::Empty => {
-            if head.keep_alive && conn.buf.is_empty() {
-                up.lean_give_back(worker, conn);
-            }
+            release(up, worker, conn, head.keep_alive);
             Body::Full(None)
         }
         Framing::Length(n) if conn.buf.len() as u64 >= n => {
             let bytes = conn.buf.split_to(n as usize).freeze();
-            if head.keep_alive && conn.buf.is_empty() {
-                up.lean_give_back(worker, conn);
-            }
+            release(up, worker, conn, head.keep_alive);
             Body::Full(Some(bytes))
         }
         framing => Body::Stream(Box::new(Streaming {
@@ -360,6 +356,15 @@ fn into_response(head: Head, framing: Framing, mut conn: Conn, up: &Arc<Upstream
     *resp.version_mut() = Version::HTTP_11;
     *resp.headers_mut() = head.headers;
     resp
+}
+
+/// After a response read to its exact end: the connection goes back to the
+/// pool if the response allows reuse and nothing unasked follows it; else it
+/// is closed (dropped).
+fn release(up: &Upstream, worker: usize, conn: Conn, keep_alive: bool) {
+    if keep_alive && conn.buf.is_empty() {
+        up.lean_give_back(worker, conn);
+    }
 }
 
 /// A response body from the lean exchange.
@@ -503,28 +508,29 @@ impl Streaming {
         match ready!(conn.poll_fill(cx)) {
             Ok(n) => Poll::Ready(Ok(n)),
             Err(_) => {
-                self.give_back = None;
-                self.conn = None;
-                self.state = State::Done;
+                self.abandon();
                 Poll::Ready(Err(BodyError("reading from the upstream failed")))
             }
         }
     }
 
     fn fail<T>(&mut self, what: &'static str) -> Poll<Option<Result<T, BodyError>>> {
+        self.abandon();
+        Poll::Ready(Some(Err(BodyError(what))))
+    }
+
+    /// The body broke off: the connection is closed, never reused.
+    fn abandon(&mut self) {
         self.give_back = None;
         self.conn = None;
         self.state = State::Done;
-        Poll::Ready(Some(Err(BodyError(what))))
     }
 
     /// The body ended exactly: the connection may serve another request.
     fn finish(&mut self) {
         self.state = State::Done;
-        if let Some((up, worker)) = self.give_back.take() {
-            if let Some(conn) = self.conn.take().filter(|c| self.keep_alive && c.buf.is_empty()) {
-                up.lean_give_back(worker, conn);
-            }
+        if let (Some((up, worker)), Some(conn)) = (self.give_back.take(), self.conn.take()) {
+            release(&up, worker, conn, self.keep_alive);
         }
     }
 }
