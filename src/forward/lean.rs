@@ -107,9 +107,12 @@ pub(super) async fn exchange(
     behind_ready_tasks().await;
     loop {
         let mut conn = up.lean_checkout(worker, may_resend).await?;
-        let reused = conn.reused;
+        // Only a connection that served before can fail because the upstream
+        // closed it while idle: then the request may go out again (after a
+        // response byte was awaited, only an idempotent one).
+        let retry = conn.reused && resends < super::MAX_RESENDS;
         if let Err(e) = conn.io.write_all(&head).await {
-            if reused && resends < super::MAX_RESENDS {
+            if retry {
                 resends += 1;
                 continue;
             }
@@ -123,9 +126,9 @@ pub(super) async fn exchange(
             }
             // Nothing came back on a reused connection: the upstream closed it
             // while idle, before reading this request.
-            Err(HeadError::Closed) if reused && may_resend && resends < super::MAX_RESENDS => resends += 1,
+            Err(HeadError::Closed) if retry && may_resend => resends += 1,
             Err(HeadError::Closed) => return Err(failed("the connection closed before a response")),
-            Err(HeadError::Io(e)) if reused && may_resend && resends < super::MAX_RESENDS && conn.buf.is_empty() => {
+            Err(HeadError::Io(e)) if retry && may_resend && conn.buf.is_empty() => {
                 tracing::debug!(error = %e, "reused upstream connection failed; sending again");
                 resends += 1;
             }
