@@ -154,7 +154,7 @@ impl Reloader {
     }
 
     /// [`Reloader::reload`] on the blocking pool (at normal priority: the new
-    /// table goes live within ~120 ms even on a saturated core), then the new
+    /// table goes live within ~90 ms even on a saturated core), then the new
     /// snapshot's route index warmed up on a lowest-priority thread: requests
     /// run first and the warm-up takes the CPU they leave. A warm-up stops when
     /// its table is replaced before it is done (it would only keep that table
