@@ -23,6 +23,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 
 use crate::decide::Permit;
+use crate::server::RequestBody;
 
 mod lean;
 
@@ -70,7 +71,7 @@ pub struct Upstream {
     addr: Option<SocketAddr>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
-    idle: Box<[Mutex<Vec<SendRequest<Incoming>>>]>,
+    idle: Box<[Mutex<Vec<SendRequest<RequestBody>>>]>,
     /// Idle connections of the lean exchange (plain-HTTP upstreams only).
     lean_idle: Box<[Mutex<Vec<lean::Conn>>]>,
     /// TLS of an `https://` upstream: connector and the name to verify.
@@ -151,7 +152,7 @@ impl Upstream {
     }
 
     /// A connection for one request: an idle one of this worker, else a new one.
-    async fn checkout(&self, worker: usize) -> Result<SendRequest<Incoming>, UpstreamError> {
+    async fn checkout(&self, worker: usize) -> Result<SendRequest<RequestBody>, UpstreamError> {
         loop {
             let Some(mut sender) = lock(&self.idle[worker]).pop() else {
                 // Boxed: connecting (TCP, TLS) is rare and its future is large;
@@ -173,7 +174,7 @@ impl Upstream {
         }
     }
 
-    fn give_back(&self, worker: usize, sender: SendRequest<Incoming>) {
+    fn give_back(&self, worker: usize, sender: SendRequest<RequestBody>) {
         if sender.is_closed() {
             return;
         }
@@ -204,7 +205,7 @@ impl Upstream {
     }
 
     /// Opens a connection (TCP, TLS for https://) and starts its task on this runtime.
-    async fn connect(&self) -> Result<SendRequest<Incoming>, UpstreamError> {
+    async fn connect(&self) -> Result<SendRequest<RequestBody>, UpstreamError> {
         let connect_error = || UpstreamError::Connect(self.name.clone());
         let tcp = self.connect_tcp().await?;
         let sender = match &self.tls {
@@ -254,7 +255,7 @@ fn park<T>(list: &Mutex<Vec<T>>, conn: T) {
 }
 
 /// HTTP/1.1 over `io`; the connection runs in its own task (with upgrades, for WebSocket).
-async fn handshake<T>(io: T) -> hyper::Result<SendRequest<Incoming>>
+async fn handshake<T>(io: T) -> hyper::Result<SendRequest<RequestBody>>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -282,7 +283,7 @@ enum BodyKind {
 struct HyperBody {
     body: Incoming,
     done: bool,
-    give_back: Option<(SendRequest<Incoming>, Arc<Upstream>, usize)>,
+    give_back: Option<(SendRequest<RequestBody>, Arc<Upstream>, usize)>,
 }
 
 /// Why an upstream response body broke off.
@@ -365,7 +366,7 @@ impl UpstreamError {
 
 /// Sends `req` (headers already rewritten) to the permit's upstream, at the
 /// permit's path, and waits for the response headers; bodies stream.
-pub async fn forward(mut req: Request<Incoming>, permit: &Permit) -> Result<Response<UpstreamBody>, UpstreamError> {
+pub async fn forward(mut req: Request<RequestBody>, permit: &Permit) -> Result<Response<UpstreamBody>, UpstreamError> {
     let up = permit.upstream();
     // Origin form: exactly the authorized path (and query), nothing else.
     let pq = PathAndQuery::try_from(permit.target().path_and_query())

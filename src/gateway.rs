@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::server::RequestBody;
 use http::header::HeaderValue;
 use http::{Request, Response};
 use http_body_util::Either;
-use hyper::body::Incoming;
 
 use crate::auth;
 use crate::decide::{self, Auth, Denial};
@@ -69,7 +69,7 @@ impl Gateway {
     }
 
     /// Handles one request from the client at the other end of `conn`.
-    pub async fn handle(&self, req: Request<Incoming>, conn: &ClientConn) -> Response<Body> {
+    pub async fn handle(&self, req: Request<RequestBody>, conn: &ClientConn) -> Response<Body> {
         let started = Instant::now();
         // One snapshot for the whole request, even if a reload swaps it meanwhile.
         let snap = self.shared.load_full();
@@ -138,7 +138,7 @@ impl Gateway {
         &self,
         snap: &Snapshot,
         ctx: &mut RequestCtx,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         peer: Peer<'_>,
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, GatewayError> {

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -15,6 +16,11 @@ use tokio::net::TcpListener;
 
 use crate::gateway::Gateway;
 use crate::headers::ClientConn;
+
+mod body;
+mod lean;
+
+pub use body::RequestBody;
 
 /// Drives one connection until it ends; on shutdown, or once it has been idle
 /// for the idle timeout, asks it to finish gracefully (in-flight requests
@@ -91,6 +97,13 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
         .header_read_timeout(opts.header_read_timeout)
         .max_buf_size(opts.max_header_bytes)
         .max_headers(opts.max_headers);
+    let builder = Arc::new(builder);
+    let limits = Arc::new(lean::Limits {
+        max_header_bytes: opts.max_header_bytes,
+        max_headers: opts.max_headers,
+        header_read_timeout: opts.header_read_timeout,
+        idle_timeout: opts.idle_timeout,
+    });
     // On TLS, ALPN may pick h2: the auto builder serves either.
     let mut auto_builder = auto::Builder::new(TokioExecutor::new());
     auto_builder
@@ -130,40 +143,34 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
         let open = gateway.metrics().open_connections.clone();
         open.inc();
         let client = Arc::new(ClientConn::new(peer, opts.tls.is_some()));
-        let activity = Arc::new(Activity::default());
-        let seen = Arc::clone(&activity);
-        let service = service_fn(move |req| {
-            let gw = Arc::clone(&gw);
-            let client = Arc::clone(&client);
-            let seen = Arc::clone(&seen);
-            async move {
-                seen.begin();
-                let resp = gw.handle(req, &client).await;
-                seen.end();
-                Ok::<_, Infallible>(resp)
-            }
-        });
         let idle_timeout = opts.idle_timeout;
+        let (mut stop, drain) = (stop_rx.clone(), drain_tx.clone());
         match &opts.tls {
             None => {
-                // With upgrades: a WebSocket (or other Upgrade) on an allowed route is passed through.
-                let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
-                let (mut stop, drain) = (stop_rx.clone(), drain_tx.clone());
+                let (builder, limits) = (Arc::clone(&builder), Arc::clone(&limits));
                 tokio::spawn(async move {
-                    drive!(conn, &mut stop, &activity, idle_timeout, peer);
+                    // The lean server takes plain requests; hyper, from the first other one on.
+                    if let lean::End::Handover(io) = lean::serve(stream, &gw, &client, &limits, &stop).await {
+                        let activity = Arc::new(Activity::default());
+                        let service = hyper_service(gw, client, Arc::clone(&activity));
+                        // With upgrades: a WebSocket (or other Upgrade) on an allowed route is passed through.
+                        let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+                        drive!(conn, &mut stop, &activity, idle_timeout, peer);
+                    }
                     open.dec();
                     drop((permit, drain));
                 });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
-                let (mut stop, drain) = (stop_rx.clone(), drain_tx.clone());
                 let auto_builder = Arc::clone(&auto_builder);
                 let handshake_timeout = opts.header_read_timeout;
                 tokio::spawn(async move {
                     // The handshake counts against the header timeout (slow TLS clients too).
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
+                            let activity = Arc::new(Activity::default());
+                            let service = hyper_service(gw, client, Arc::clone(&activity));
                             // HTTP/2 when the client chose h2 by ALPN, HTTP/1.1 otherwise.
                             let conn =
                                 auto_builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
@@ -188,6 +195,30 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
             tracing::warn!(timeout = ?opts.shutdown_timeout, "shutdown deadline passed with requests still in flight")
         }
     }
+}
+
+/// hyper's service for one connection: each request to [`Gateway::handle`].
+fn hyper_service(
+    gw: Arc<Gateway>,
+    client: Arc<ClientConn>,
+    seen: Arc<Activity>,
+) -> impl hyper::service::Service<
+    http::Request<Incoming>,
+    Response = http::Response<crate::error::Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<crate::error::Body>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |req: http::Request<Incoming>| {
+        let gw = Arc::clone(&gw);
+        let client = Arc::clone(&client);
+        let seen = Arc::clone(&seen);
+        async move {
+            seen.begin();
+            let resp = gw.handle(req.map(RequestBody::Hyper), &client).await;
+            seen.end();
+            Ok::<_, Infallible>(resp)
+        }
+    })
 }
 
 /// When a connection last started or finished a request, and how many it is

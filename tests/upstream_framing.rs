@@ -234,3 +234,86 @@ async fn a_pooled_connection_closed_by_the_upstream_is_not_an_error() {
         assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"plain"[..]), "{method}");
     }
 }
+
+/// Sends `request` on a fresh connection and reads until the gateway closes it.
+async fn exchange_to_end(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("the gateway closes the connection after `Connection: close`")
+        .unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A response as its head, without the lines that differ from one exchange
+/// to the next (`date`, and the scripted upstream's connection number), and
+/// its body, de-chunked when chunked (where chunks are cut depends on timing).
+fn head_and_body(text: &str) -> (String, String) {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    let head: Vec<&str> = head
+        .split("\r\n")
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            !l.starts_with("date:") && !l.starts_with("x-conn:")
+        })
+        .collect();
+    if !head.iter().any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked")) {
+        return (head.join("\r\n"), body.to_owned());
+    }
+    let (mut rest, mut decoded) = (body, String::new());
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size, 16).expect("chunk size");
+        if n == 0 {
+            decoded.push_str(&format!("[end{after:?}]"));
+            break;
+        }
+        decoded.push_str(&after[..n]);
+        rest = after[n..].strip_prefix("\r\n").expect("CRLF after a chunk");
+    }
+    (head.join("\r\n"), decoded)
+}
+
+/// The gateway's own lean server answers plain requests; hyper's server
+/// answers what it leaves (here: the same request with `TE: trailers`, which
+/// the lean server hands over; `TE` is hop-by-hop, so the upstream sees the
+/// same request). Both must put the same bytes on the wire, for every framing
+/// and status, for GET and HEAD, and for the gateway's own error responses.
+#[tokio::test]
+async fn the_lean_server_writes_responses_byte_for_byte_as_hyper_does() {
+    let up = scripted_upstream().await;
+    let gw = gateway(&up).await;
+    let paths = [
+        "/docs/plain",
+        "/docs/chunked",
+        "/docs/te-and-cl",
+        "/docs/until-close",
+        "/docs/continue",
+        "/docs/no-content",
+        "/docs/conn-close",
+        "/docs/http10",
+        "/docs/repeated-length",
+        "/docs/large",
+        "/docs/large-chunked",
+        "/docs/missing",
+        "/docs/garbage",
+        "/v1/users/7",
+        "/nowhere",
+        "/docs/%2e%2e/%2e%2e/etc",
+    ];
+    for method in ["GET", "HEAD", "DELETE"] {
+        for path in paths {
+            let lean = format!(
+                "{method} {path} HTTP/1.1\r\nHost: gw.test\r\nX-Request-Id: same-id\r\nConnection: close\r\n\r\n"
+            );
+            let hyper = lean.replace("Connection: close\r\n", "Connection: close\r\nTE: trailers\r\n");
+            let (a, b) = (exchange_to_end(gw.addr, &lean).await, exchange_to_end(gw.addr, &hyper).await);
+            assert!(a.starts_with("HTTP/1.1 "), "{method} {path}: {a:?}");
+            assert!(a.to_ascii_lowercase().contains("\r\ndate: "), "{method} {path}: a date header: {a:?}");
+            let ((head_a, body_a), (head_b, body_b)) = (head_and_body(&a), head_and_body(&b));
+            assert_eq!(head_a, head_b, "{method} {path}");
+            assert!(body_a == body_b, "{method} {path}: bodies differ ({} and {} bytes)", body_a.len(), body_b.len());
+        }
+    }
+}

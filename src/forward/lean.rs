@@ -20,11 +20,12 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::{Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::{Upstream, UpstreamError};
+use crate::server::RequestBody;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
@@ -79,7 +80,7 @@ impl Conn {
 
 /// Whether a request can take the lean exchange: no body, no upgrade, and
 /// not CONNECT (whose 2xx turns the connection into a tunnel).
-pub(super) fn eligible(req: &Request<Incoming>) -> bool {
+pub(super) fn eligible(req: &Request<RequestBody>) -> bool {
     hyper::body::Body::is_end_stream(req.body())
         && !req.headers().contains_key(http::header::UPGRADE)
         && req.method() != Method::CONNECT
@@ -96,7 +97,7 @@ fn idempotent(method: &Method) -> bool {
 pub(super) async fn exchange(
     up: &Arc<Upstream>,
     worker: usize,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<Body>, UpstreamError> {
     let failed = |what: &str| UpstreamError::Failed(up.name.clone(), what.to_owned());
     let (parts, _) = req.into_parts();

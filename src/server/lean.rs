@@ -1,0 +1,485 @@
+//! The lean HTTP/1.1 server, for the common request: HTTP/1.1, no body, no
+//! upgrade. The connection's task reads and parses the request head itself
+//! (httparse, as hyper does), hands the request to [`Gateway::handle`] and
+//! writes the response, with no connection state machine or dispatcher in
+//! between.
+//!
+//! It takes only what it is sure of. The first request it is not — a body
+//! (`Content-Length`, `Transfer-Encoding`), `Upgrade`, `Expect`, `TE`,
+//! CONNECT, HTTP/1.0, a head that does not parse or is over the limits — ends
+//! its part: the connection, with every byte read so far, goes to hyper's
+//! server ([`End::Handover`]), which answers that request and the rest as it
+//! always did (errors such as 400 and 431 included). So the two servers
+//! differ only in who serves a plain request, never in what is accepted.
+//!
+//! The response is written as hyper writes it: `content-length` from the
+//! body's exact size (an upstream's own value kept), else `transfer-encoding:
+//! chunked`; no body for HEAD, 1xx, 204 and 304; `date` added when missing;
+//! `connection: close` when the client asked to close.
+
+use std::io::{self, Write as _};
+use std::mem::MaybeUninit;
+use std::pin::pin;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Uri, Version};
+use hyper::body::Body as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::RequestBody;
+use crate::gateway::Gateway;
+use crate::headers::ClientConn;
+
+/// Longest request target accepted here (hyper's limit; longer goes to hyper, which answers 414).
+const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
+/// Header slots kept on the stack; a larger `max_headers` takes the heap.
+const STACK_HEADERS: usize = 256;
+/// Response bytes gathered before they are written (a body's frames are
+/// written as they come when the body has to be waited for).
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// The limits and timeouts of one connection (from `[server]`).
+pub(super) struct Limits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// How the lean server's part of a connection ended.
+pub(super) enum End {
+    /// The connection is finished (closed by either side, timed out, or shut down).
+    Closed,
+    /// A request the lean server does not take: hyper serves the connection
+    /// from here, starting with the bytes already read.
+    Handover(Rewind),
+}
+
+/// Serves plain requests on `io` until the connection ends or a request needs hyper.
+pub(super) async fn serve(
+    mut io: TcpStream,
+    gateway: &Gateway,
+    client: &ClientConn,
+    limits: &Limits,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> End {
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut out = Vec::with_capacity(8 * 1024);
+    // The first request's head must come within the header timeout of the
+    // connection's start; a later one's within the header timeout of its first
+    // byte, which may take the idle timeout to come.
+    let mut deadline = Instant::now() + limits.header_read_timeout;
+    let mut started = true;
+    let mut timer = pin!(tokio::time::sleep_until(deadline));
+    let mut watch = stop.clone();
+    let mut stopped = pin!(async move {
+        let _ = watch.wait_for(|s| *s).await;
+    });
+    loop {
+        let parsed = loop {
+            if !buf.is_empty() {
+                match parse(&buf, limits) {
+                    Parse::Complete(req) => break req,
+                    Parse::Partial => {}
+                    Parse::NotMine => return End::Handover(Rewind::new(buf, io)),
+                }
+                if !started {
+                    started = true;
+                    deadline = Instant::now() + limits.header_read_timeout;
+                }
+            }
+            match read(&mut io, &mut buf, deadline, timer.as_mut(), stopped.as_mut()).await {
+                Read::Data => {}
+                Read::Closed => return End::Closed,
+            }
+        };
+        let (req, len, keep_alive) = parsed;
+        let _ = buf.split_to(len);
+        let head_request = req.method() == Method::HEAD;
+        let resp = gateway.handle(req, client).await;
+        let keep_alive = keep_alive && !*stop.borrow();
+        match write_response(&mut io, &mut out, resp, head_request, keep_alive).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return End::Closed,
+        }
+        deadline = Instant::now() + limits.idle_timeout;
+        started = false;
+        out.clear();
+        if out.capacity() > WRITE_BATCH * 2 {
+            out.shrink_to(8 * 1024);
+        }
+    }
+}
+
+enum Read {
+    Data,
+    /// End of stream, an error, the deadline, or shutdown with no request begun.
+    Closed,
+}
+
+/// Reads more of the request into `buf` (at once when bytes are waiting).
+/// `timer` is reset only when `deadline` comes before it: a later deadline
+/// (the usual case, each response pushes the idle deadline on) is taken up
+/// when the timer fires, so a request costs no timer registration.
+async fn read(
+    io: &mut TcpStream,
+    buf: &mut BytesMut,
+    deadline: Instant,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    mut stopped: Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Read {
+    if timer.deadline() > deadline {
+        timer.as_mut().reset(deadline);
+    }
+    loop {
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(8 * 1024);
+        }
+        match io.try_read_buf(buf) {
+            Ok(0) => return Read::Closed,
+            Ok(_) => return Read::Data,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return Read::Closed,
+        }
+        let waiting = buf.is_empty();
+        tokio::select! {
+            biased;
+            ready = io.readable() => {
+                if ready.is_err() {
+                    return Read::Closed;
+                }
+            }
+            () = timer.as_mut() => {
+                if Instant::now() >= deadline {
+                    return Read::Closed;
+                }
+                timer.as_mut().reset(deadline);
+            }
+            // Shutdown closes a connection between requests, not inside one.
+            () = stopped.as_mut(), if waiting => return Read::Closed,
+        }
+    }
+}
+
+// Returned once per request and taken apart at once: boxing the large
+// variant would add an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Parse {
+    /// The request, the length of its head, and whether the client keeps the connection open.
+    Complete((Request<RequestBody>, usize, bool)),
+    Partial,
+    /// Anything the lean server leaves to hyper.
+    NotMine,
+}
+
+/// One request head from the start of `buf`.
+fn parse(buf: &BytesMut, limits: &Limits) -> Parse {
+    // Header slots on the stack, not initialized (httparse fills them).
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let slots = if limits.max_headers <= STACK_HEADERS {
+        &mut stack[..limits.max_headers]
+    } else {
+        heap.resize_with(limits.max_headers, MaybeUninit::uninit);
+        &mut heap[..]
+    };
+    let mut parsed = httparse::Request::new(&mut []);
+    let len = match parsed.parse_with_uninit_headers(buf, slots) {
+        Ok(httparse::Status::Complete(len)) if len <= limits.max_header_bytes => len,
+        Ok(httparse::Status::Partial) if buf.len() < limits.max_header_bytes => return Parse::Partial,
+        _ => return Parse::NotMine,
+    };
+    if parsed.version != Some(1) {
+        return Parse::NotMine;
+    }
+    let (Some(method), Some(target)) = (parsed.method, parsed.path) else {
+        return Parse::NotMine;
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Parse::NotMine;
+    };
+    if method == Method::CONNECT || target.len() > MAX_URI_LEN {
+        return Parse::NotMine;
+    }
+    // The head's bytes, shared by the URI and the header values (no copies).
+    let head = Bytes::copy_from_slice(&buf[..len]);
+    let base = buf.as_ptr() as usize;
+    let shared = |part: &[u8]| {
+        let start = part.as_ptr() as usize - base;
+        head.slice(start..start + part.len())
+    };
+    let Ok(uri) = Uri::from_maybe_shared(shared(target.as_bytes())) else {
+        return Parse::NotMine;
+    };
+    let mut headers = http::HeaderMap::with_capacity(parsed.headers.len());
+    let mut keep_alive = true;
+    for h in parsed.headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            return Parse::NotMine;
+        };
+        if matches!(
+            name,
+            header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::UPGRADE | header::EXPECT | header::TE
+        ) {
+            return Parse::NotMine;
+        }
+        let Ok(value) = HeaderValue::from_maybe_shared(shared(h.value)) else {
+            return Parse::NotMine;
+        };
+        if name == header::CONNECTION && has_close(h.value) {
+            keep_alive = false;
+        }
+        headers.append(name, value);
+    }
+    let mut req = Request::new(RequestBody::Empty);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    Parse::Complete((req, len, keep_alive))
+}
+
+/// Whether a `Connection` value lists `close` (case-insensitively).
+fn has_close(value: &[u8]) -> bool {
+    value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
+/// Writes the response head and body; `Ok(true)` when the connection goes on,
+/// `Ok(false)` when it closes as said in the response, `Err` when it cannot go
+/// on (the client went away, or the body broke off or did not match its length).
+async fn write_response(
+    io: &mut TcpStream,
+    out: &mut Vec<u8>,
+    resp: http::Response<crate::error::Body>,
+    head_request: bool,
+    keep_alive: bool,
+) -> io::Result<bool> {
+    let (mut parts, body) = resp.into_parts();
+    // As hyper: a 101 ends HTTP on the connection; any other 1xx cannot be a
+    // final response and becomes a 500.
+    let keep_alive = keep_alive && !parts.status.is_informational();
+    if parts.status.is_informational() && parts.status != StatusCode::SWITCHING_PROTOCOLS {
+        parts = http::Response::new(()).into_parts().0;
+        parts.status = StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    let status = parts.status;
+    let no_body = head_request
+        || status.is_informational()
+        || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
+    // What hyper calls the body's length: none when it has already ended.
+    let length = if body.is_end_stream() { Some(0) } else { body.size_hint().exact() };
+    let ended = body.is_end_stream();
+    status_line(out, status);
+    let mut framing = None; // Some(n): content-length n; None: decided below
+    let mut wrote_date = false;
+    for (name, value) in &parts.headers {
+        match *name {
+            header::CONTENT_LENGTH => {
+                // The first value only; none for a body that is not there
+                // (except in answer to HEAD), as hyper does.
+                if framing.is_some() || (ended && !head_request) {
+                    continue;
+                }
+                framing = match length {
+                    Some(n) => Some(n),
+                    None => Some(
+                        parse_length(value.as_bytes())
+                            .ok_or_else(|| io::Error::other("invalid content-length in a response"))?,
+                    ),
+                };
+            }
+            // Framing and connection handling are this writer's.
+            header::TRANSFER_ENCODING | header::TRAILER | header::CONNECTION => continue,
+            header::DATE => wrote_date = true,
+            _ => {}
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    // hyper adds it to the response's headers: after them, before its own framing line.
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    let may_have_length =
+        !status.is_informational() && !matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
+    let chunked = match (framing, length) {
+        (Some(_), _) => false,
+        (None, None) if no_body => false,
+        (None, None) => {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            true
+        }
+        (None, Some(n)) => {
+            if may_have_length && (n > 0 || !head_request) {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            framing = Some(n);
+            false
+        }
+    };
+    if !wrote_date {
+        out.extend_from_slice(b"date: ");
+        date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if no_body || ended {
+        io.write_all(out).await?;
+        return Ok(keep_alive);
+    }
+    let mut left = framing;
+    let mut body = pin!(body);
+    loop {
+        // A frame that is there now joins the bytes to write; before waiting
+        // for one, what is gathered goes out.
+        let frame = match std::future::poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                io.write_all(out).await?;
+                out.clear();
+                std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await
+            }
+        };
+        let data = match frame {
+            None => break,
+            Some(Err(e)) => {
+                // Broken off: what came goes out, then the connection closes.
+                let _ = io.write_all(out).await;
+                return Err(io::Error::other(e.to_string()));
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue, // trailers: not sent (hyper sends none either: `Trailer` is hop-by-hop)
+            },
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if let Some(left) = &mut left {
+            if data.len() as u64 > *left {
+                return Err(io::Error::other("response body longer than its length"));
+            }
+            *left -= data.len() as u64;
+        }
+        if chunked {
+            let _ = write!(out, "{:x}\r\n", data.len());
+        }
+        if out.len() + data.len() <= WRITE_BATCH {
+            out.extend_from_slice(&data);
+        } else {
+            io.write_all(out).await?;
+            out.clear();
+            io.write_all(&data).await?;
+        }
+        if chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    if left.is_some_and(|n| n > 0) {
+        // Cut short: what came goes out, then the connection closes.
+        let _ = io.write_all(out).await;
+        return Err(io::Error::other("response body shorter than its length"));
+    }
+    io.write_all(out).await?;
+    Ok(keep_alive)
+}
+
+fn status_line(out: &mut Vec<u8>, status: StatusCode) {
+    if status == StatusCode::OK {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        return;
+    }
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A Content-Length value: decimal digits only.
+fn parse_length(s: &[u8]) -> Option<u64> {
+    let s = s.trim_ascii();
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// The current time as an HTTP date, formatted once a second per thread.
+fn date(out: &mut Vec<u8>) {
+    thread_local! {
+        static CACHE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHE.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            *text = httpdate::fmt_http_date(now);
+        }
+        out.extend_from_slice(text.as_bytes());
+    });
+}
+
+/// A connection handed to hyper: the bytes already read come first.
+pub(super) struct Rewind {
+    read: Bytes,
+    io: TcpStream,
+}
+
+impl Rewind {
+    fn new(read: BytesMut, io: TcpStream) -> Rewind {
+        Rewind { read: read.freeze(), io }
+    }
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.read.is_empty() {
+            let n = this.read.len().min(out.remaining());
+            out.put_slice(&this.read.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, out)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
