@@ -35,4 +35,5 @@ pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod snapshot;
+mod sock;
 pub mod tls;

@@ -58,7 +58,7 @@ impl Conn {
         loop {
             ready!(self.io.poll_read_ready(cx))?;
             self.buf.reserve(READ_CHUNK);
-            match self.io.try_read_buf(&mut self.buf) {
+            match crate::sock::read_drained(&self.io, &mut self.buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 r => return Poll::Ready(r),
             }

@@ -141,7 +141,7 @@ async fn read(
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(8 * 1024);
         }
-        match io.try_read_buf(buf) {
+        match crate::sock::read_drained(io, buf) {
             Ok(0) => return Read::Closed,
             Ok(_) => return Read::Data,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
