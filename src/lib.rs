@@ -6,6 +6,9 @@
 //! ```text
 //! startup / reload:  routes.toml ─ config::parse ─ config::compile ─► Snapshot ─► ArcSwap (snapshot::Shared)
 //!
+//! per connection: server::serve → server/lean.rs (plain HTTP/1.1 requests without a body)
+//!                 or hyper's server (everything else) → one Gateway::handle per request
+//!
 //! per request (gateway::Gateway::handle, one snapshot for the whole request):
 //!   normalize::normalize_request   request target → Target        400 on ambiguity
 //!   auth::extract                  headers → bearer token          400 on two Authorization headers

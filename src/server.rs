@@ -1,6 +1,10 @@
-//! Listeners and connections: accept on a bound `TcpListener`, serve HTTP/1.1
-//! and HTTP/2 (prior knowledge) with hyper-util, hand each request to
-//! [`Gateway::handle`], and shut down gracefully.
+//! Listeners and connections: accept on a bound `TcpListener`, hand each
+//! request to [`Gateway::handle`], and shut down gracefully.
+//!
+//! A plain-TCP connection is served by the lean server (`server/lean.rs`)
+//! until a request it does not take arrives, then by hyper's HTTP/1 server
+//! for the rest of its life; a TLS connection by hyper-util's auto builder
+//! (HTTP/1.1, or HTTP/2 when ALPN picks it).
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -24,7 +24,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 use hyper::body::Body as _;
@@ -100,7 +100,7 @@ pub(super) async fn serve(
             }
         };
         let (req, len, keep_alive) = parsed;
-        let _ = buf.split_to(len);
+        buf.advance(len);
         let head_request = req.method() == Method::HEAD;
         let resp = gateway.handle(req, client).await;
         let keep_alive = keep_alive && !*stop.borrow();
@@ -264,7 +264,8 @@ async fn write_response(
     // As hyper: a 101 ends HTTP on the connection; any other 1xx cannot be a
     // final response and becomes a 500.
     let keep_alive = keep_alive && !parts.status.is_informational();
-    if parts.status.is_informational() && parts.status != StatusCode::SWITCHING_PROTOCOLS {
+    let replaced = parts.status.is_informational() && parts.status != StatusCode::SWITCHING_PROTOCOLS;
+    if replaced {
         parts = http::Response::new(()).into_parts().0;
         parts.status = StatusCode::INTERNAL_SERVER_ERROR;
     }
@@ -273,8 +274,8 @@ async fn write_response(
         || status.is_informational()
         || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
     // What hyper calls the body's length: none when it has already ended.
-    let length = if body.is_end_stream() { Some(0) } else { body.size_hint().exact() };
-    let ended = body.is_end_stream();
+    let ended = replaced || body.is_end_stream();
+    let length = if ended { Some(0) } else { body.size_hint().exact() };
     status_line(out, status);
     let mut framing = None; // Some(n): content-length n; None: decided below
     let mut wrote_date = false;
