@@ -34,6 +34,21 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 8] {
     ]
 }
 
+/// A `Content-Length` value: decimal digits only (no sign, no spaces inside;
+/// spaces around are allowed).
+pub fn content_length(value: &[u8]) -> Option<u64> {
+    let s = value.trim_ascii();
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// Whether a comma-separated header value lists `token` (case-insensitively).
+pub fn lists_token(value: &[u8], token: &[u8]) -> bool {
+    value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
 /// Removes hop-by-hop headers: the fixed list, `Upgrade`, and every header the
 /// `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -246,6 +261,23 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_length_values() {
+        assert_eq!(content_length(b"12"), Some(12));
+        assert_eq!(content_length(b" 12 "), Some(12));
+        for bad in [&b""[..], b"+2", b"-2", b"1 2", b"0x10", b"12345678901234567890"] {
+            assert_eq!(content_length(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn token_lists() {
+        assert!(lists_token(b"keep-alive, Close", b"close"));
+        assert!(lists_token(b"close", b"close"));
+        assert!(!lists_token(b"closed, x-close", b"close"));
+        assert!(!lists_token(b"", b"close"));
+    }
 
     #[test]
     fn connection_named_headers_are_stripped_but_not_host() {

@@ -25,6 +25,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::{Upstream, UpstreamError};
+use crate::headers;
 use crate::server::RequestBody;
 
 /// Bytes read from the socket at a time.
@@ -273,7 +274,8 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError> {
             HeaderValue::from_bytes(h.value).map_err(|_| HeadError::Invalid("a response header value is not valid"))?;
         if name == CONTENT_LENGTH {
             for part in h.value.split(|b| *b == b',') {
-                let n = parse_length(part).ok_or(HeadError::Invalid("the response Content-Length is not valid"))?;
+                let n = headers::content_length(part)
+                    .ok_or(HeadError::Invalid("the response Content-Length is not valid"))?;
                 if length.is_some_and(|l| l != n) {
                     return Err(HeadError::Invalid("the response has conflicting Content-Length values"));
                 }
@@ -283,7 +285,7 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError> {
             // The last coding decides: chunked is decoded, anything else reads until close.
             let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name == http::header::CONNECTION && has_token(h.value, b"close") {
+        } else if name == http::header::CONNECTION && headers::lists_token(h.value, b"close") {
             keep_alive = false;
         }
         headers.append(name, value);
@@ -314,20 +316,6 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError> {
         keep_alive = false;
     }
     Ok(Some((len, Some((Head { status, headers, keep_alive }, framing)))))
-}
-
-/// A Content-Length value: decimal digits only (no sign, no spaces inside).
-fn parse_length(s: &[u8]) -> Option<u64> {
-    let s = s.trim_ascii();
-    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(s).ok()?.parse().ok()
-}
-
-/// Whether a comma-separated header value lists `token` (case-insensitively).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// The response for the client, with a body that owns the connection until

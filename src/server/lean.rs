@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 use super::RequestBody;
 use crate::gateway::Gateway;
-use crate::headers::ClientConn;
+use crate::headers::{self, ClientConn};
 
 /// Longest request target accepted here (hyper's limit; longer goes to hyper, which answers 414).
 const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
@@ -232,7 +232,7 @@ fn parse(buf: &BytesMut, limits: &Limits) -> Parse {
         let Ok(value) = HeaderValue::from_maybe_shared(shared(h.value)) else {
             return Parse::NotMine;
         };
-        if name == header::CONNECTION && has_close(h.value) {
+        if name == header::CONNECTION && headers::lists_token(h.value, b"close") {
             keep_alive = false;
         }
         headers.append(name, value);
@@ -243,11 +243,6 @@ fn parse(buf: &BytesMut, limits: &Limits) -> Parse {
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = headers;
     Parse::Complete((req, len, keep_alive))
-}
-
-/// Whether a `Connection` value lists `close` (case-insensitively).
-fn has_close(value: &[u8]) -> bool {
-    value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 /// Writes the response head and body; `Ok(true)` when the connection goes on,
@@ -290,7 +285,7 @@ async fn write_response(
                 framing = match length {
                     Some(n) => Some(n),
                     None => Some(
-                        parse_length(value.as_bytes())
+                        headers::content_length(value.as_bytes())
                             .ok_or_else(|| io::Error::other("invalid content-length in a response"))?,
                     ),
                 };
@@ -408,15 +403,6 @@ fn status_line(out: &mut Vec<u8>, status: StatusCode) {
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
     out.extend_from_slice(b"\r\n");
-}
-
-/// A Content-Length value: decimal digits only.
-fn parse_length(s: &[u8]) -> Option<u64> {
-    let s = s.trim_ascii();
-    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(s).ok()?.parse().ok()
 }
 
 /// The current time as an HTTP date, formatted once a second per thread.
