@@ -94,3 +94,30 @@ async fn idle_keep_alive_connections_are_closed() {
     assert!(eof.is_ok(), "the idle connection was not closed");
     assert!(started.elapsed() >= Duration::from_millis(250), "closed too early: {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn between_requests_the_idle_timeout_applies_and_a_stalled_head_gets_the_header_timeout() {
+    // Header timeout 2 s (the test gateway's), idle timeout the default 60 s.
+    let gw = TestGateway::start().await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let req = b"GET /docs/x HTTP/1.1\r\nHost: gw.test\r\n\r\n";
+    s.write_all(req).await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Idle for longer than the header timeout: the connection stays open.
+    let quiet = tokio::time::timeout(Duration::from_millis(3000), s.read(&mut buf)).await;
+    assert!(quiet.is_err(), "an idle keep-alive connection was closed before its idle timeout: {quiet:?}");
+    s.write_all(req).await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "served again after idling");
+    // A head that starts and stalls is cut off after the header timeout.
+    s.write_all(b"GET /docs/x HTTP/1.1\r\nHost: gw").await.unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the stalled connection was not closed");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8), "closed after {waited:?}");
+    assert_eq!(gw.upstream_saw().len(), 2);
+}
