@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::server::RequestBody;
 use http::header::HeaderValue;
 use http::{Request, Response};
 use http_body_util::Either;
@@ -18,6 +17,7 @@ use crate::forward;
 use crate::headers::{self, ClientConn, Peer};
 use crate::metrics::{Metrics, ReasonLabels, RequestLabels};
 use crate::normalize;
+use crate::server::RequestBody;
 use crate::snapshot::{Shared, Snapshot};
 
 /// Everything a request needs, shared by all connections.

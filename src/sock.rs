@@ -10,8 +10,8 @@ use bytes::BytesMut;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// Reads what `io` has into `buf`'s spare room (`Ok(0)` at end of stream;
-/// `WouldBlock` when it has nothing).
+/// Reads what `io` has into `buf`'s spare room, which the caller reserves
+/// (`Ok(0)` at end of stream; `WouldBlock` when it has nothing).
 ///
 /// After a short read, the runtime's readiness flag is cleared with the
 /// readiness seen *before* the read: a TCP `recv` hands over every queued
@@ -20,9 +20,6 @@ use tokio::net::TcpStream;
 /// which a clear based on the older one does not erase. So no wake-up is
 /// lost, and the next read waits for the event rather than trying first.
 pub fn read_drained(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    if buf.capacity() == buf.len() {
-        buf.reserve(4096);
-    }
     let room = buf.capacity() - buf.len();
     let mut got = None;
     let read = io.try_io(Interest::READABLE, || {
@@ -34,9 +31,6 @@ pub fn read_drained(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
         }
         Ok(n)
     });
-    match (read, got) {
-        (_, Some(n)) => Ok(n),
-        (Err(e), None) => Err(e),
-        (Ok(n), None) => Ok(n),
-    }
+    // A short read comes back as `WouldBlock` from `try_io`: its bytes count.
+    got.map_or(read, Ok)
 }

@@ -265,9 +265,11 @@ async fn write_response(
         parts.status = StatusCode::INTERNAL_SERVER_ERROR;
     }
     let status = parts.status;
-    let no_body = head_request
-        || status.is_informational()
-        || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
+    // 1xx, 204 and 304 have neither a body nor a length; an answer to HEAD
+    // has a length but no body.
+    let may_have_length =
+        !status.is_informational() && !matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
+    let no_body = head_request || !may_have_length;
     // What hyper calls the body's length: none when it has already ended.
     let ended = replaced || body.is_end_stream();
     let length = if ended { Some(0) } else { body.size_hint().exact() };
@@ -304,8 +306,6 @@ async fn write_response(
     if !keep_alive {
         out.extend_from_slice(b"connection: close\r\n");
     }
-    let may_have_length =
-        !status.is_informational() && !matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
     let chunked = match (framing, length) {
         (Some(_), _) => false,
         (None, None) if no_body => false,
