@@ -28,19 +28,26 @@ async fn oversized_and_too_many_headers_get_431() {
     assert_eq!(gw.upstream_saw().len(), 1);
 }
 
+/// Reads until the gateway closes `s`, which must happen about the test
+/// gateway's header timeout (2 s) after now; returns what was read.
+async fn cut_off_after_the_header_timeout(s: &mut TcpStream) -> Vec<u8> {
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "the connection was not closed");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8), "closed after {waited:?}");
+    buf
+}
+
 #[tokio::test]
 async fn a_slow_client_is_cut_off_after_the_header_timeout() {
     // The test gateway's header timeout is 2 s.
     let gw = TestGateway::start().await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"GET /docs/x HTTP/1.1\r\nHost: gw.test\r\nX-Slow: ").await.unwrap();
-    let started = Instant::now();
-    let mut buf = Vec::new();
-    // Read until the gateway closes the connection (it may first answer 408).
-    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
-    assert!(closed.is_ok(), "the connection was not closed");
-    let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8), "closed after {waited:?}");
+    // The gateway closes the connection (it may first answer 408).
+    let buf = cut_off_after_the_header_timeout(&mut s).await;
     let text = String::from_utf8_lossy(&buf);
     assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(gw.upstream_saw().is_empty());
@@ -113,11 +120,6 @@ async fn between_requests_the_idle_timeout_applies_and_a_stalled_head_gets_the_h
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "served again after idling");
     // A head that starts and stalls is cut off after the header timeout.
     s.write_all(b"GET /docs/x HTTP/1.1\r\nHost: gw").await.unwrap();
-    let started = Instant::now();
-    let mut rest = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
-    assert!(closed.is_ok(), "the stalled connection was not closed");
-    let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8), "closed after {waited:?}");
+    cut_off_after_the_header_timeout(&mut s).await;
     assert_eq!(gw.upstream_saw().len(), 2);
 }
