@@ -10,9 +10,9 @@
 pub mod pattern;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use foldhash::HashMap;
 use globset::{Candidate, GlobMatcher, GlobSet, GlobSetBuilder};
 use http::Method;
 

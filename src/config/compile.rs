@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use foldhash::HashMap as FastMap;
 use globset::GlobBuilder;
 use http::header::HeaderName;
 use http::Method;
@@ -504,7 +505,7 @@ fn compile_routes(
     // A reload reuses the compiled patterns of the serving table (a pattern is a
     // function of its text alone): most reloads change a few lines, and parsing
     // patterns was a fifth of compiling a large table.
-    let known: HashMap<&str, &Arc<Pattern>> = previous
+    let known: FastMap<&str, &Arc<Pattern>> = previous
         .map(|p| p.routes.routes().iter().map(|r| (r.pattern.source.as_str(), &r.pattern)).collect())
         .unwrap_or_default();
     let mut routes = Vec::with_capacity(file.routes.len());
@@ -545,7 +546,7 @@ fn compile_route(
     index: usize,
     spec: &Spanned<RouteSpec>,
     upstreams: &BTreeMap<String, Arc<Upstream>>,
-    known: &HashMap<&str, &Arc<Pattern>>,
+    known: &FastMap<&str, &Arc<Pattern>>,
 ) -> Option<Route> {
     let s = spec.get_ref();
     let line = c.loc.line_col(spec.span().start).0;
@@ -740,11 +741,11 @@ fn is_prefix_all(p: &Pattern) -> bool {
 #[derive(Default)]
 struct ShadowIndex<'r> {
     /// Routes by pattern text.
-    by_source: HashMap<&'r str, Vec<usize>>,
+    by_source: FastMap<&'r str, Vec<usize>>,
     /// `prefix/**` routes by their literal prefix.
-    prefix_all: HashMap<&'r [String], Vec<usize>>,
+    prefix_all: FastMap<&'r [String], Vec<usize>>,
     /// Public routes by their first literal segment (`None`: the pattern starts with a glob).
-    public: HashMap<Option<&'r str>, Vec<usize>>,
+    public: FastMap<Option<&'r str>, Vec<usize>>,
 }
 
 impl<'r> ShadowIndex<'r> {
