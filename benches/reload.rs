@@ -1,7 +1,8 @@
 //! Reload latency for a 10-route and a 10,000-route table:
 //! - compile: reading and compiling the file into a snapshot (`config::load`),
-//!   from scratch and with the serving snapshot as `previous` (as a reload does:
-//!   unchanged path patterns are reused);
+//!   from scratch, and with the serving snapshot as `previous` (as a reload does:
+//!   unchanged path patterns are reused, unchanged pieces of the file are not
+//!   parsed again) for the same file and for the file with one route edited;
 //! - write → serving: from an atomic rename of the file to the new snapshot being
 //!   the one requests load, through the file watcher (includes its debounce).
 //!
@@ -47,6 +48,19 @@ fn main() {
             recompile.push(t.elapsed());
             assert_eq!(snap.routes.len(), n);
         }
+        // The middle route's permission changed (a route of the generated mix: "p{i}").
+        let edited_path = fx.dir.path().join("edited.toml");
+        let middle = format!("[\"p{}\"]", n / 2);
+        let text = common::routes_toml(n).replacen(&middle, "[\"edited\"]", 1);
+        assert_ne!(text, common::routes_toml(n));
+        std::fs::write(&edited_path, text).unwrap();
+        let mut edited = Vec::new();
+        for _ in 0..runs {
+            let t = Instant::now();
+            let snap = rolegate::config::load(&edited_path, Some(&serving)).unwrap();
+            edited.push(t.elapsed());
+            assert_eq!(snap.routes.len(), n);
+        }
         let shared = Arc::new(ArcSwap::from_pointee(rolegate::config::load(&fx.config, None).unwrap()));
         let reloader = Reloader::new(Arc::clone(&shared), fx.config.clone());
         let mut live = Vec::new();
@@ -69,9 +83,10 @@ fn main() {
         });
         let (cm, cx) = median(compile);
         let (rm, rx) = median(recompile);
+        let (em, ex) = median(edited);
         let (lm, lx) = median(live);
         println!(
-            "reload/{n}_routes: compile median {cm:.1?} (max {cx:.1?}), with the previous table {rm:.1?} (max {rx:.1?}); write → serving median {lm:.1?} (max {lx:.1?}, includes the {:?} debounce)",
+            "reload/{n}_routes: compile median {cm:.1?} (max {cx:.1?}); with the previous table: same file {rm:.1?} (max {rx:.1?}), one route edited {em:.1?} (max {ex:.1?}); write → serving median {lm:.1?} (max {lx:.1?}, includes the {:?} debounce)",
             reload::DEBOUNCE
         );
     }

@@ -227,3 +227,28 @@ async fn unchanged_path_patterns_are_reused_and_changed_ones_compiled() {
     assert_eq!(gw.send("GET", "/staff/x", Some(&admin_token())).await.status, 200);
     assert_eq!(gw.send("GET", "/staff/x", Some(&ops_token())).await.status, 403);
 }
+
+#[tokio::test]
+async fn a_large_table_reparsed_from_its_unchanged_pieces_enforces_the_edited_route() {
+    let gw = TestGateway::start().await;
+    let reloader = Reloader::new(Arc::clone(&gw.shared), gw.config.clone());
+    // 1,500 more routes, one of them, in the middle, for /middle/**.
+    let base = std::fs::read_to_string(&gw.config).unwrap();
+    let table = |role: &str| {
+        let mut t = base.clone();
+        for i in 0..1500 {
+            let (path, needs) =
+                if i == 750 { ("/middle/**".to_owned(), role) } else { (format!("/filler{i}/*"), "admin") };
+            t.push_str(&format!("\n[[routes]]\nname = \"r{i}\"\npath = \"{path}\"\nall_roles = [\"{needs}\"]\n"));
+        }
+        t
+    };
+    for (generation, role) in ["admin", "ops", "admin"].into_iter().enumerate() {
+        std::fs::write(&gw.config, table(role)).unwrap();
+        assert!(matches!(reloader.reload(false), Outcome::Applied(_)), "edit {generation}");
+        assert!(gw.shared.load().parsed_pieces.len() > 10, "the table was parsed in pieces");
+        let (yes, no) = if role == "ops" { (ops_token(), admin_token()) } else { (admin_token(), ops_token()) };
+        assert_eq!(gw.send("GET", "/middle/x", Some(&yes)).await.status, 200, "edit {generation}: {role} may");
+        assert_eq!(gw.send("GET", "/middle/x", Some(&no)).await.status, 403, "edit {generation}: only {role} may");
+    }
+}

@@ -152,6 +152,7 @@ pub fn compile(
         inputs: c.inputs,
         fingerprint: std::hash::Hasher::finish(&c.fingerprint),
         warnings: c.warnings,
+        parsed_pieces: Default::default(),
     })
 }
 
