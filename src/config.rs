@@ -133,6 +133,7 @@ fn parse_in_pieces(text: &str, previous: Option<&ParsedPieces>) -> Option<(Route
     let mut pieces = ParsedPieces(foldhash::HashMap::with_capacity_and_hasher(cuts.len(), Default::default()));
     let ends = cuts.iter().skip(1).copied().chain([text.len()]);
     for (start, end) in cuts.iter().copied().zip(ends) {
+        crate::pace::point();
         let piece = &text[start..end];
         let routes = match previous.and_then(|p| p.0.get(piece)) {
             Some(routes) => Arc::clone(routes),

@@ -34,6 +34,7 @@ pub mod keygen;
 pub mod metrics;
 pub mod mint;
 pub mod normalize;
+mod pace;
 pub mod reload;
 pub mod routes;
 pub mod server;

@@ -162,7 +162,9 @@ impl Reloader {
     pub async fn reload_async(self: &Arc<Self>, force: bool) -> Outcome {
         let me = Arc::clone(self);
         let replaced = self.shared.load_full();
-        let outcome = tokio::task::spawn_blocking(move || me.reload(force)).await.unwrap_or(Outcome::Unchanged);
+        let outcome = tokio::task::spawn_blocking(move || crate::pace::paced(|| me.reload(force)))
+            .await
+            .unwrap_or(Outcome::Unchanged);
         if let Outcome::Applied(generation) = outcome {
             let snap = self.shared.load_full();
             snap.start_remote_keys(&tokio::runtime::Handle::current(), self.metrics.as_ref());

@@ -182,6 +182,7 @@ impl RouteTable {
     pub(crate) fn build(routes: Vec<Route>) -> Self {
         let mut root = Node::default();
         for (pos, route) in routes.iter().enumerate() {
+            crate::pace::point();
             let mut node = &mut root;
             for seg in &route.pattern.literal_prefix {
                 node = node.children.entry(Box::from(seg.as_str())).or_default();

@@ -511,6 +511,7 @@ fn compile_routes(
         .unwrap_or_default();
     let mut routes = Vec::with_capacity(file.routes.len());
     for (index, spec) in file.routes.iter().enumerate() {
+        crate::pace::point();
         if let Some(route) = compile_route(c, index, spec, upstreams, &known) {
             routes.push(route);
         }
@@ -815,6 +816,7 @@ fn lint_routes(c: &mut Compiler<'_>, routes: &[Route]) {
     let file = c.loc.file().display().to_string();
     let mut index = ShadowIndex::default();
     for (i, b) in routes.iter().enumerate() {
+        crate::pace::point();
         if let Some(a) = index.first_shadowing(routes, b) {
             let what = if matches!(a.access, Access::Public) && !matches!(b.access, Access::Public) {
                 "public route"
