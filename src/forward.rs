@@ -185,15 +185,21 @@ impl Upstream {
     /// new one. An idle connection the upstream has closed is skipped here
     /// unless the request may simply be sent again (`may_resend`): checking
     /// costs a syscall when the socket was last seen readable.
-    async fn lean_checkout(&self, worker: usize, may_resend: bool) -> Result<lean::Conn, UpstreamError> {
+    async fn lean_checkout(
+        &self,
+        worker: usize,
+        may_resend: bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<lean::Conn, UpstreamError> {
         loop {
             let popped = lock(&self.lean_idle[worker]).pop();
             match popped {
                 Some(conn) if may_resend || !conn.is_stale() => return Ok(conn),
                 Some(_) => continue,
                 None => {
-                    let tcp = Box::pin(self.connect_tcp()).await?;
-                    return Ok(lean::Conn::new(tcp));
+                    let connect = tokio::time::timeout_at(deadline, Box::pin(self.connect_tcp()));
+                    let tcp = connect.await.map_err(|_| UpstreamError::Timeout(self.name.clone()))??;
+                    return Ok(lean::Conn::new(tcp, deadline));
                 }
             }
         }
@@ -369,18 +375,22 @@ impl UpstreamError {
 pub async fn forward(mut req: Request<RequestBody>, permit: &Permit) -> Result<Response<UpstreamBody>, UpstreamError> {
     let up = permit.upstream();
     // Origin form: exactly the authorized path (and query), nothing else.
-    let pq = PathAndQuery::try_from(permit.target().path_and_query())
-        .map_err(|e| UpstreamError::Failed(up.name.clone(), e.to_string()))?;
+    let target = permit.target().path_and_query();
+    let worker = WORKER.with(Cell::get);
+    if up.tls.is_none() && lean::eligible(&req) {
+        // Written into the request line as it is: visible ASCII only (which
+        // normalization already ensures), so it cannot end or split the line.
+        if !target.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(UpstreamError::Failed(up.name.clone(), "the request target is not visible ASCII".into()));
+        }
+        let deadline = tokio::time::Instant::now() + up.timeout;
+        let resp = lean::exchange(up, worker, target, req, deadline).await?;
+        return Ok(resp.map(|body| UpstreamBody(BodyKind::Lean(body))));
+    }
+    let pq = PathAndQuery::try_from(target).map_err(|e| UpstreamError::Failed(up.name.clone(), e.to_string()))?;
     *req.uri_mut() = Uri::from(pq);
     // The upstream speaks HTTP/1.1 whatever the client spoke.
     *req.version_mut() = http::Version::HTTP_11;
-    let worker = WORKER.with(Cell::get);
-    if up.tls.is_none() && lean::eligible(&req) {
-        return match tokio::time::timeout(up.timeout, lean::exchange(up, worker, req)).await {
-            Err(_) => Err(UpstreamError::Timeout(up.name.clone())),
-            Ok(resp) => Ok(resp?.map(|body| UpstreamBody(BodyKind::Lean(body)))),
-        };
-    }
     let exchange = async {
         let mut req = req;
         let mut resends = 0;

@@ -52,29 +52,40 @@ pub fn lists_token(value: &[u8], token: &[u8]) -> bool {
 /// Removes hop-by-hop headers: the fixed list, `Upgrade`, and every header the
 /// `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages have none: one pass over the few names present is
-    // cheaper than ten hashed removals.
-    let hop = |name: &HeaderName| name == header::UPGRADE || fixed_hop_by_hop().contains(&name);
-    if !headers.keys().any(hop) {
-        return;
+    // One pass over the few names present finds which hop-by-hop headers are
+    // there; only those are removed (most messages have none, or only
+    // `Connection: keep-alive`).
+    let fixed = fixed_hop_by_hop();
+    let mut present = [false; 9];
+    for name in headers.keys() {
+        match fixed.iter().position(|f| *f == name) {
+            Some(i) => present[i] = true,
+            None if name == header::UPGRADE => present[8] = true,
+            None => {}
+        }
     }
-    if headers.contains_key(header::CONNECTION) {
+    if present[0] {
+        // Names listed in `Connection`; `close` and `keep-alive` are options or
+        // already on the fixed list (no allocation when nothing else is named).
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
+            .filter_map(|t| HeaderName::from_bytes(t).ok())
             .filter(|n| n != header::HOST)
             .collect();
         for name in named {
             headers.remove(name);
         }
     }
-    for name in fixed_hop_by_hop() {
-        headers.remove(name);
+    for (name, _) in fixed.iter().zip(present).filter(|(_, p)| *p) {
+        headers.remove(*name);
     }
-    headers.remove(header::UPGRADE);
+    if present[8] {
+        headers.remove(header::UPGRADE);
+    }
 }
 
 /// The protocol of an Upgrade request or a 101 response (`Upgrade: websocket`
@@ -290,6 +301,43 @@ mod tests {
         assert!(h.get("x-secret").is_none());
         assert!(h.get(header::TE).is_none());
         assert_eq!(h.get(header::HOST).unwrap(), "a");
+    }
+
+    /// The plain definition: remove every fixed hop-by-hop name, `Upgrade`,
+    /// and every name `Connection` lists (but `Host`).
+    fn strip_reference(h: &mut HeaderMap) {
+        let named: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
+            .filter(|n| n != header::HOST)
+            .collect();
+        for name in named.iter().chain(fixed_hop_by_hop()).chain([&header::UPGRADE]) {
+            h.remove(name);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn stripping_equals_the_plain_definition(
+            picks in proptest::collection::vec((0usize..14, 0usize..6), 0..10),
+        ) {
+            const NAMES: [&str; 14] = ["connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+                "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host", "x-a",
+                "content-type", "authorization", "x-b"];
+            const CONNECTION_VALUES: [&str; 6] =
+                ["keep-alive", "close", "Upgrade", "x-a, Keep-Alive", "X-B,host , te", " , ,x-a"];
+            let mut h = HeaderMap::new();
+            for (name, value) in picks {
+                let value = if name == 0 { CONNECTION_VALUES[value] } else { "v" };
+                h.append(HeaderName::from_static(NAMES[name]), HeaderValue::from_static(value));
+            }
+            let mut want = h.clone();
+            strip_reference(&mut want);
+            strip_hop_by_hop(&mut h);
+            proptest::prop_assert_eq!(h, want);
+        }
     }
 
     #[test]

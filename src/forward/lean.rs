@@ -13,7 +13,9 @@
 //! refused (502). A connection is reused only after a complete, exactly framed
 //! HTTP/1.1 response without `Connection: close`.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -23,6 +25,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use hyper::body::{Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use super::{Upstream, UpstreamError};
 use crate::headers;
@@ -47,11 +50,17 @@ pub(super) struct Conn {
     /// Whether it served an exchange before (only then may a failure before
     /// the first response byte be the upstream closing an idle connection).
     pub(super) reused: bool,
+    /// Bounds each exchange (the upstream's `timeout`). Registered once and
+    /// moved on lazily: it stays at an earlier exchange's deadline, and when it
+    /// fires before the current one, it is set to that one (see [`within`]).
+    /// So an exchange costs no timer registration of its own. Like the
+    /// socket, it belongs to the runtime of the worker whose pool holds it.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Conn {
-    pub(super) fn new(io: TcpStream) -> Conn {
-        Conn { io, buf: BytesMut::new(), reused: false }
+    pub(super) fn new(io: TcpStream, deadline: Instant) -> Conn {
+        Conn { io, buf: BytesMut::new(), reused: false, timer: Some(Box::pin(tokio::time::sleep_until(deadline))) }
     }
 
     /// Reads more bytes into `buf`; `Ok(0)` at end of stream.
@@ -93,34 +102,44 @@ fn idempotent(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
 }
 
-/// Sends a body-less request and reads the response head. The caller bounds
-/// the time this takes (the upstream's `timeout`).
+/// Sends a body-less request and reads the response head, all before
+/// `deadline` (else [`UpstreamError::Timeout`]).
 pub(super) async fn exchange(
     up: &Arc<Upstream>,
     worker: usize,
+    target: &str,
     req: Request<RequestBody>,
+    deadline: Instant,
 ) -> Result<Response<Body>, UpstreamError> {
     let failed = |what: &str| UpstreamError::Failed(up.name.clone(), what.to_owned());
+    let timed_out = || UpstreamError::Timeout(up.name.clone());
     let (parts, _) = req.into_parts();
     let mut head = Vec::with_capacity(512);
-    encode_head(&mut head, &parts);
+    encode_head(&mut head, target, &parts);
     let may_resend = idempotent(&parts.method);
     let mut resends = 0;
     behind_ready_tasks().await;
     loop {
-        let mut conn = up.lean_checkout(worker, may_resend).await?;
+        let mut conn = up.lean_checkout(worker, may_resend, deadline).await?;
         // Only a connection that served before can fail because the upstream
         // closed it while idle: then the request may go out again (after a
         // response byte was awaited, only an idempotent one).
         let retry = conn.reused && resends < super::MAX_RESENDS;
-        if let Err(e) = conn.io.write_all(&head).await {
-            if retry {
+        let mut timer = conn.timer.take().unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let written = within(timer.as_mut(), deadline, conn.io.write_all(&head)).await;
+        match written {
+            None => return Err(timed_out()),
+            Some(Ok(())) => {}
+            Some(Err(_)) if retry => {
                 resends += 1;
                 continue;
             }
-            return Err(failed(&format!("writing the request: {e}")));
+            Some(Err(e)) => return Err(failed(&format!("writing the request: {e}"))),
         }
-        match read_head(&mut conn, parts.method == Method::HEAD).await {
+        let read = within(timer.as_mut(), deadline, read_head(&mut conn, parts.method == Method::HEAD)).await;
+        conn.timer = Some(timer);
+        let Some(read) = read else { return Err(timed_out()) };
+        match read {
             Ok((resp, framing)) => {
                 let resp = into_response(resp, framing, conn, up, worker);
                 behind_ready_tasks().await;
@@ -167,13 +186,34 @@ async fn behind_ready_tasks() {
     .await;
 }
 
-/// `METHOD /path?query HTTP/1.1`, then every header, then the empty line.
-/// The caller has set the origin-form URI and the `Host` header.
-fn encode_head(out: &mut Vec<u8>, parts: &http::request::Parts) {
+/// `work`, unless `deadline` comes first (`None`). `timer` may be set to an
+/// earlier deadline: when it fires before `deadline`, it is moved there.
+async fn within<T>(mut timer: Pin<&mut Sleep>, deadline: Instant, work: impl Future<Output = T>) -> Option<T> {
+    if timer.deadline() > deadline {
+        timer.as_mut().reset(deadline);
+    }
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if timer.deadline() >= deadline {
+                return Poll::Ready(None);
+            }
+            timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// `METHOD target HTTP/1.1`, then every header, then the empty line.
+/// `target` is the origin-form path and query; the caller has set `Host`.
+fn encode_head(out: &mut Vec<u8>, target: &str, parts: &http::request::Parts) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
-    let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    out.extend_from_slice(pq.as_bytes());
+    out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &parts.headers {
         out.extend_from_slice(name.as_str().as_bytes());
@@ -263,15 +303,23 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError> {
         };
     }
     let http11 = resp.version == Some(1);
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    // The head's bytes, shared by the header values (one copy, not one per value).
+    let head = Bytes::copy_from_slice(&buf[..len]);
+    let base = buf.as_ptr() as usize;
+    let shared = |part: &[u8]| {
+        let start = part.as_ptr() as usize - base;
+        head.slice(start..start + part.len())
+    };
+    // Room for the header the gateway adds (`x-request-id`) without growing.
+    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 1);
     let mut keep_alive = http11;
     let mut length: Option<u64> = None;
     let mut chunked = None;
     for h in resp.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| HeadError::Invalid("a response header name is not valid"))?;
-        let value =
-            HeaderValue::from_bytes(h.value).map_err(|_| HeadError::Invalid("a response header value is not valid"))?;
+        let value = HeaderValue::from_maybe_shared(shared(h.value))
+            .map_err(|_| HeadError::Invalid("a response header value is not valid"))?;
         if name == CONTENT_LENGTH {
             for part in h.value.split(|b| *b == b',') {
                 let n = headers::content_length(part)

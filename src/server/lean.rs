@@ -217,7 +217,9 @@ fn parse(buf: &BytesMut, limits: &Limits) -> Parse {
     let Ok(uri) = Uri::from_maybe_shared(shared(target.as_bytes())) else {
         return Parse::NotMine;
     };
-    let mut headers = http::HeaderMap::with_capacity(parsed.headers.len());
+    // Room for the headers the gateway adds upstream (`x-forwarded-for`,
+    // `-proto`, `-host`, `x-request-id`) without growing.
+    let mut headers = http::HeaderMap::with_capacity(parsed.headers.len() + 4);
     let mut keep_alive = true;
     for h in parsed.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
