@@ -153,6 +153,30 @@ async fn upstream_down_is_502_and_slow_is_504() {
     assert_eq!(gw.send_with("GET", "/slow/x", &[("x-echo-delay-ms", "0".into())]).await.status, 200);
 }
 
+/// A pooled upstream connection keeps its timer from earlier requests: the
+/// timeout of a later request still counts from that request's start.
+#[tokio::test]
+async fn a_reused_upstream_connection_times_out_from_its_own_request() {
+    let routes = format!(
+        "{STANDARD_ROUTES}\n[upstreams.slow]\nurl = \"http://{{upstream}}\"\ntimeout_ms = 300\n\
+         [[routes]]\npath = \"/slow/**\"\npublic = true\nupstream = \"slow\"\n"
+    );
+    let gw = TestGateway::with_routes(&routes).await;
+    // Fast requests: the connection goes back to the pool with its timer set.
+    for _ in 0..3 {
+        assert_eq!(gw.send_with("GET", "/slow/x", &[("x-echo-delay-ms", "0".into())]).await.status, 200);
+    }
+    let started = std::time::Instant::now();
+    let r = gw.send_with("GET", "/slow/x", &[("x-echo-delay-ms", "3000".into())]).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 504);
+    // Not at an earlier request's deadline (a timer never fires early), and
+    // not at the upstream's 3 s either.
+    assert!(took >= Duration::from_millis(300), "timed out after {took:?}");
+    assert!(took < Duration::from_millis(2500), "timed out after {took:?}");
+    assert_eq!(gw.send_with("GET", "/slow/x", &[("x-echo-delay-ms", "0".into())]).await.status, 200);
+}
+
 /// A request body fed from a channel, so the test decides when each chunk is sent.
 struct ChannelBody(mpsc::Receiver<Bytes>);
 
