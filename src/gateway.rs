@@ -96,7 +96,9 @@ impl Gateway {
                         "upstream_error"
                     }
                 };
-                ctx.reason = Some(err.to_string());
+                if ctx.log {
+                    ctx.reason = Some(err.to_string());
+                }
                 (err.response(&request_id), decision)
             }
         };
@@ -192,7 +194,9 @@ impl Gateway {
                 would_be = %denial,
                 "report mode: request forwarded that enforce mode would refuse"
             );
-            ctx.reason = Some(format!("report-only: {denial}"));
+            if ctx.log {
+                ctx.reason = Some(format!("report-only: {denial}"));
+            }
             ctx.reported = true;
         }
         // An Upgrade (WebSocket…) on an allowed route is passed through: only now,
