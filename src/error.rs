@@ -89,12 +89,11 @@ impl GatewayError {
 
     /// The complete response.
     pub fn response(&self, request_id: &HeaderValue) -> Response<Body> {
-        let body = serde_json::json!({
-            "error": self.code(),
-            "message": self.message(),
-            "request_id": request_id.to_str().unwrap_or(""),
-        });
-        let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+        let body =
+            ErrorBody { error: self.code(), message: &self.message(), request_id: request_id.to_str().unwrap_or("") };
+        // Serializing a struct of strings cannot fail; an empty body if it ever did.
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body))));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -104,6 +103,15 @@ impl GatewayError {
         }
         resp
     }
+}
+
+/// The JSON body of the gateway's own answers (fields in this order, as a
+/// `serde_json` object with sorted keys would have them).
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+    request_id: &'a str,
 }
 
 /// Text safe inside an auth-param quoted-string (no `"`, `\` or control characters).
@@ -121,6 +129,34 @@ mod tests {
             .headers()
             .get(WWW_AUTHENTICATE)
             .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    /// The body is exactly the JSON object of the three fields, for every kind
+    /// of refusal (also with characters JSON must escape in the request id).
+    #[test]
+    fn bodies_are_the_json_objects() {
+        use http_body_util::BodyExt as _;
+        let errors = [
+            GatewayError::BadRequest(RequestError::EncodedSlash),
+            GatewayError::NoRoute,
+            GatewayError::Denied(Denial::MissingToken),
+            GatewayError::Denied(Denial::InvalidToken(TokenError::Malformed("the header is not base64url"))),
+            GatewayError::Denied(Denial::Forbidden {
+                missing_permissions: vec!["a:\"b\"".into()],
+                reason: "x\ny".into(),
+            }),
+            GatewayError::Upstream(UpstreamError::Timeout("u".into())),
+            GatewayError::Upstream(UpstreamError::Failed("u".into(), "why".into())),
+        ];
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for id in ["r1", "a\"b\\c/<>"] {
+            let request_id = HeaderValue::from_str(id).unwrap();
+            for e in &errors {
+                let want = serde_json::json!({"error": e.code(), "message": e.message(), "request_id": id}).to_string();
+                let body = rt.block_on(e.response(&request_id).into_body().collect()).unwrap().to_bytes();
+                assert_eq!(std::str::from_utf8(&body).unwrap(), want);
+            }
+        }
     }
 
     #[test]
