@@ -113,6 +113,10 @@ fn bench(c: &mut Criterion) {
     let gateway = gateway_for(toml.clone());
     // The same table with the token cache off: every request verifies its signature.
     let uncached = gateway_for(format!("[defaults]\ntoken_cache = 0\n{toml}"));
+    // The same table forwarding identity headers, as the example routes.toml does.
+    let identity = gateway_for(format!(
+        "[forward]\nheaders = {{ \"x-auth-subject\" = \"sub\", \"x-auth-roles\" = \"$roles\", \"x-auth-permissions\" = \"$permissions\" }}\n{toml}"
+    ));
     let client = ClientConn::new(SocketAddr::from(([127, 0, 0, 1], 40000)), false);
 
     let sign = |pem: &str, kid: &str, perms: serde_json::Value| {
@@ -148,6 +152,7 @@ fn bench(c: &mut Criterion) {
     for token in [&rs, &es] {
         run(&gateway, Some(token), StatusCode::OK, 2);
         run(&uncached, Some(token), StatusCode::OK, 2);
+        run(&identity, Some(token), StatusCode::OK, 2);
     }
 
     // The baseline: the same request head written by hand on a keep-alive
@@ -187,6 +192,7 @@ fn bench(c: &mut Criterion) {
     let cases = [
         ("handler/rs256_cached_200", &gateway, Some(&rs), StatusCode::OK),
         ("handler/es256_cached_200", &gateway, Some(&es), StatusCode::OK),
+        ("handler/rs256_cached_200_identity_headers", &identity, Some(&rs), StatusCode::OK),
         ("handler/rs256_uncached_200", &uncached, Some(&rs), StatusCode::OK),
         ("handler/es256_uncached_200", &uncached, Some(&es), StatusCode::OK),
         ("handler/rs256_cached_403", &gateway, Some(&forbidden), StatusCode::FORBIDDEN),

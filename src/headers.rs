@@ -211,12 +211,47 @@ pub fn upstream_request(
     }
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     if let Some(id) = identity {
-        for (name, source) in &plan.identity {
-            if let Some(v) = identity_value(source, id) {
-                headers.insert(name.clone(), v);
+        if plan.identity.is_empty() {
+            return;
+        }
+        // Made once per identity; used only when made from this same plan
+        // (the token cache belongs to one snapshot, so it always is: checked
+        // anyway, as it costs a few comparisons).
+        let made = id.forwarded.get_or_init(|| {
+            plan.identity
+                .iter()
+                .map(|(name, source)| ForwardedHeader {
+                    name: name.clone(),
+                    source: source.clone(),
+                    value: identity_value(source, id),
+                })
+                .collect()
+        });
+        let same_plan = made.len() == plan.identity.len()
+            && made.iter().zip(&plan.identity).all(|(m, (name, source))| m.name == name && m.source == *source);
+        if same_plan {
+            for m in made.iter() {
+                if let Some(v) = &m.value {
+                    headers.insert(m.name.clone(), v.clone());
+                }
+            }
+        } else {
+            for (name, source) in &plan.identity {
+                if let Some(v) = identity_value(source, id) {
+                    headers.insert(name.clone(), v);
+                }
             }
         }
     }
+}
+
+/// One `[forward] headers` entry with its value for one identity (none when
+/// the claim is missing or not a valid header value).
+#[derive(Debug, Clone)]
+pub struct ForwardedHeader {
+    name: HeaderName,
+    source: IdentitySource,
+    value: Option<HeaderValue>,
 }
 
 /// The value of one identity header, or none (claim missing, or not a valid header value).
@@ -338,6 +373,55 @@ mod tests {
             strip_hop_by_hop(&mut h);
             proptest::prop_assert_eq!(h, want);
         }
+    }
+
+    /// Identity headers made once per identity are the ones made fresh, and a
+    /// different plan (other names or sources) never gets another plan's values.
+    #[test]
+    fn identity_headers_are_made_once_per_identity_and_plan() {
+        let issuer = std::sync::Arc::new(crate::auth::Issuer {
+            name: "i".into(),
+            audiences: vec![],
+            algorithms: vec![],
+            keys: vec![],
+            leeway_s: 0,
+            roles_claims: vec![],
+            permissions_claims: vec![],
+            tenant_claim: "tid".into(),
+            require_exp: false,
+            remote: None,
+        });
+        let claims = serde_json::json!({"sub": "alice", "tid": "acme"}).as_object().unwrap().clone();
+        let id = crate::auth::verify::identity_from_claims(
+            claims,
+            issuer,
+            &crate::auth::claims::RoleClosure::build(&Default::default()),
+            None,
+        );
+        let id = Identity { roles: vec!["admin".into(), "ops".into()], permissions: vec!["p:1".into()], ..id };
+        let conn = ClientConn::new("127.0.0.1:1".parse().unwrap(), false);
+        let peer = Peer { conn: &conn, trusted: false };
+        let plan = |pairs: &[(&'static str, IdentitySource)]| ForwardPlan {
+            authorization: true,
+            identity: pairs.iter().map(|(n, s)| (HeaderName::from_static(n), s.clone())).collect(),
+        };
+        let send = |plan: &ForwardPlan| {
+            let mut h = HeaderMap::new();
+            h.insert("x-user", HeaderValue::from_static("forged"));
+            upstream_request(&mut h, plan, peer, None, &HeaderValue::from_static("r"), Some(&id));
+            ["x-user", "x-roles", "x-tenant"].map(|n| h.get(n).map(|v| v.to_str().unwrap().to_owned()))
+        };
+        let first = plan(&[("x-user", IdentitySource::Claim("sub".into())), ("x-roles", IdentitySource::Roles)]);
+        let want = [Some("alice".to_owned()), Some("admin,ops".to_owned()), None];
+        assert_eq!(send(&first), want);
+        assert_eq!(send(&first), want, "from the values made the first time");
+        // Same names, other sources; then another name: never the first plan's values.
+        let other = plan(&[("x-user", IdentitySource::Claim("tid".into())), ("x-roles", IdentitySource::Permissions)]);
+        assert_eq!(send(&other), [Some("acme".to_owned()), Some("p:1".to_owned()), None]);
+        let third = plan(&[("x-tenant", IdentitySource::Claim("$tenant".into()))]);
+        // (x-user is no identity header of this plan: the client's passes.)
+        assert_eq!(send(&third), [Some("forged".to_owned()), None, Some("acme".to_owned())]);
+        assert_eq!(send(&first), want);
     }
 
     #[test]

@@ -89,7 +89,14 @@ mod tests {
             require_exp: true,
             remote: None,
         });
-        Arc::new(Identity { issuer, claims: Default::default(), roles: vec![], permissions: vec![], expires_at: exp })
+        Arc::new(Identity {
+            issuer,
+            claims: Default::default(),
+            roles: vec![],
+            permissions: vec![],
+            expires_at: exp,
+            forwarded: Default::default(),
+        })
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -86,6 +86,10 @@ pub struct Identity {
     pub permissions: Vec<Box<str>>,
     /// `exp`, in seconds since the epoch, when present.
     pub expires_at: Option<u64>,
+    /// The `[forward] headers` values of this identity, made on first use (an
+    /// identity from the token cache serves many requests), with the header
+    /// names and sources they were made from: see [`crate::headers::upstream_request`].
+    pub forwarded: OnceLock<Box<[crate::headers::ForwardedHeader]>>,
 }
 
 impl Identity {
@@ -251,7 +255,7 @@ pub fn identity_from_claims(
     let token_perms = read(&issuer.permissions_claims);
     let (roles, permissions) =
         roles.expand(token_roles.iter().map(String::as_str), token_perms.iter().map(String::as_str));
-    Identity { issuer, claims, roles, permissions, expires_at }
+    Identity { issuer, claims, roles, permissions, expires_at, forwarded: OnceLock::new() }
 }
 
 /// The trusted issuer a token names (`iss`), without verifying anything.
