@@ -20,8 +20,9 @@ static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Hop-by-hop headers that never cross the gateway (plus any named in `Connection`).
-fn fixed_hop_by_hop() -> [&'static HeaderName; 8] {
+/// Hop-by-hop headers that never cross the gateway (plus any named in
+/// `Connection`; `Upgrade` is restored for an allowed upgrade). `Connection` first.
+fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
     [
         &header::CONNECTION,
         &KEEP_ALIVE,
@@ -31,6 +32,7 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 8] {
         &header::TE,
         &header::TRAILER,
         &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
     ]
 }
 
@@ -49,7 +51,7 @@ pub fn lists_token(value: &[u8], token: &[u8]) -> bool {
     value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
-/// Removes hop-by-hop headers: the fixed list, `Upgrade`, and every header the
+/// Removes hop-by-hop headers: the fixed list and every header the
 /// `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the few names present finds which hop-by-hop headers are
@@ -58,10 +60,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let fixed = fixed_hop_by_hop();
     let mut present = [false; 9];
     for name in headers.keys() {
-        match fixed.iter().position(|f| *f == name) {
-            Some(i) => present[i] = true,
-            None if name == header::UPGRADE => present[8] = true,
-            None => {}
+        if let Some(i) = fixed.iter().position(|f| *f == name) {
+            present[i] = true;
         }
     }
     if present[0] {
@@ -82,9 +82,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     for (name, _) in fixed.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(*name);
-    }
-    if present[8] {
-        headers.remove(header::UPGRADE);
     }
 }
 
@@ -217,7 +214,7 @@ pub fn upstream_request(
         // Made once per identity; used only when made from this same plan
         // (the token cache belongs to one snapshot, so it always is: checked
         // anyway, as it costs a few comparisons).
-        let made = id.forwarded.get_or_init(|| {
+        let make = || -> Box<[ForwardedHeader]> {
             plan.identity
                 .iter()
                 .map(|(name, source)| ForwardedHeader {
@@ -226,20 +223,20 @@ pub fn upstream_request(
                     value: identity_value(source, id),
                 })
                 .collect()
-        });
+        };
+        let made = id.forwarded.get_or_init(make);
         let same_plan = made.len() == plan.identity.len()
             && made.iter().zip(&plan.identity).all(|(m, (name, source))| m.name == name && m.source == *source);
-        if same_plan {
-            for m in made.iter() {
-                if let Some(v) = &m.value {
-                    headers.insert(m.name.clone(), v.clone());
-                }
-            }
+        let fresh;
+        let values = if same_plan {
+            made
         } else {
-            for (name, source) in &plan.identity {
-                if let Some(v) = identity_value(source, id) {
-                    headers.insert(name.clone(), v);
-                }
+            fresh = make();
+            &fresh
+        };
+        for m in values.iter() {
+            if let Some(v) = &m.value {
+                headers.insert(m.name.clone(), v.clone());
             }
         }
     }
@@ -348,6 +345,7 @@ mod tests {
             .filter_map(|t| HeaderName::from_bytes(t.trim_ascii()).ok())
             .filter(|n| n != header::HOST)
             .collect();
+        // `Upgrade` named here too, so that the check holds even if the list loses it.
         for name in named.iter().chain(fixed_hop_by_hop()).chain([&header::UPGRADE]) {
             h.remove(name);
         }
