@@ -304,12 +304,7 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError> {
     }
     let http11 = resp.version == Some(1);
     // The head's bytes, shared by the header values (one copy, not one per value).
-    let head = Bytes::copy_from_slice(&buf[..len]);
-    let base = buf.as_ptr() as usize;
-    let shared = |part: &[u8]| {
-        let start = part.as_ptr() as usize - base;
-        head.slice(start..start + part.len())
-    };
+    let head = headers::HeadBytes::copy(buf, len);
     // Room for the header the gateway adds (`x-request-id`) without growing.
     let mut headers = HeaderMap::with_capacity(resp.headers.len() + 1);
     let mut keep_alive = http11;
@@ -318,7 +313,7 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError> {
     for h in resp.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| HeadError::Invalid("a response header name is not valid"))?;
-        let value = HeaderValue::from_maybe_shared(shared(h.value))
+        let value = HeaderValue::from_maybe_shared(head.slice(h.value))
             .map_err(|_| HeadError::Invalid("a response header value is not valid"))?;
         if name == CONTENT_LENGTH {
             for part in h.value.split(|b| *b == b',') {

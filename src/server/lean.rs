@@ -208,13 +208,8 @@ fn parse(buf: &BytesMut, limits: &Limits) -> Parse {
         return Parse::NotMine;
     }
     // The head's bytes, shared by the URI and the header values (no copies).
-    let head = Bytes::copy_from_slice(&buf[..len]);
-    let base = buf.as_ptr() as usize;
-    let shared = |part: &[u8]| {
-        let start = part.as_ptr() as usize - base;
-        head.slice(start..start + part.len())
-    };
-    let Ok(uri) = Uri::from_maybe_shared(shared(target.as_bytes())) else {
+    let head = headers::HeadBytes::copy(buf, len);
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(target.as_bytes())) else {
         return Parse::NotMine;
     };
     // Room for the headers the gateway adds upstream (`x-forwarded-for`,
@@ -231,7 +226,7 @@ fn parse(buf: &BytesMut, limits: &Limits) -> Parse {
         ) {
             return Parse::NotMine;
         }
-        let Ok(value) = HeaderValue::from_maybe_shared(shared(h.value)) else {
+        let Ok(value) = HeaderValue::from_maybe_shared(head.slice(h.value)) else {
             return Parse::NotMine;
         };
         if name == header::CONNECTION && headers::lists_token(h.value, b"close") {
