@@ -2,9 +2,11 @@
 //!
 //! Routes are indexed by the literal segments their patterns start with; a
 //! lookup visits the index nodes along the path and, at each, tests the routes
-//! that end there through that node's `GlobSet` (whose `matches_into` yields
-//! glob indices in file order). The lowest
-//! file position whose glob, method and host all fit wins. Runs on the
+//! that end there: when each of them asks only for a simple [`Tail`] after
+//! the prefix (`*`, `{id}`, `**`, or nothing, as most routes do), by checking
+//! the rest of the path directly; else through that node's `GlobSet` (whose
+//! `matches_into` yields glob indices in file order). The lowest file
+//! position whose path pattern, method and host all fit wins. Runs on the
 //! normalized path only.
 
 pub mod pattern;
@@ -18,7 +20,7 @@ use http::Method;
 
 use crate::decide::Requirement;
 use crate::forward::Upstream;
-pub use pattern::Pattern;
+pub use pattern::{Pattern, Tail};
 
 /// Who may pass a route.
 #[derive(Debug)]
@@ -77,6 +79,8 @@ struct Node {
     children: HashMap<Box<str>, Node>,
     /// Positions in `RouteTable::routes`, ascending (file order).
     routes: Vec<u32>,
+    /// Some route here has no simple [`Tail`]: the glob set is needed.
+    needs_globs: bool,
     /// The routes' globs as one set, and glob index → route position. Built on
     /// the first lookup that reaches this node (or by [`RouteTable::warm`]), so
     /// that a reload of a large table compiles no glob it does not need; taken
@@ -131,17 +135,32 @@ impl Node {
     }
 
     /// Lowers `best` to the first route of this node (in file order) that
-    /// matches, if it comes before the current best.
-    fn first_match(&self, table: &[Route], req: &Lookup<'_>, best: &mut Option<u32>) {
+    /// matches, if it comes before the current best. `rest` is what follows
+    /// this node's literal prefix in the path.
+    fn first_match(&self, table: &[Route], req: &mut Lookup<'_>, rest: &str, best: &mut Option<u32>) {
         if self.routes.first().is_none_or(|&first| best.is_some_and(|b| b <= first)) {
+            return;
+        }
+        if !self.needs_globs {
+            for &r in &self.routes {
+                if best.is_some_and(|b| b <= r) {
+                    return;
+                }
+                let route = &table[r as usize];
+                if route.pattern.tail.is_some_and(|t| t.matches(rest)) && route.accepts(req.method, req.host) {
+                    *best = Some(r);
+                    return;
+                }
+            }
             return;
         }
         let Some((set, owners)) = self.set.get_or_init(|| self.build_set(table)) else {
             return;
         };
+        let candidate = req.candidate.get_or_insert_with(|| Candidate::new(req.path));
         MATCHES.with(|m| {
             let mut hits = m.borrow_mut();
-            set.matches_candidate_into(&req.candidate, &mut hits);
+            set.matches_candidate_into(candidate, &mut hits);
             // Glob indices ascend with route position (file order).
             for &g in hits.iter() {
                 let r = owners[g];
@@ -160,7 +179,9 @@ impl Node {
 struct Lookup<'a> {
     method: &'a Method,
     host: Option<&'a str>,
-    candidate: Candidate<'a>,
+    path: &'a str,
+    /// The path for globset, made when a node first needs it.
+    candidate: Option<Candidate<'a>>,
 }
 
 /// Every route, indexed by the literal segments its pattern starts with: a
@@ -188,27 +209,38 @@ impl RouteTable {
                 node = node.children.entry(Box::from(seg.as_str())).or_default();
             }
             node.routes.push(pos as u32);
+            node.needs_globs |= route.pattern.tail.is_none();
         }
         RouteTable { routes, root }
     }
 
     /// The first route (in file order) that matches. `host` is lower-case, without port.
     pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Option<&Route> {
-        let req = Lookup { method, host, candidate: Candidate::new(path) };
+        // Every pattern starts with `/`, so no other path can match (and each
+        // node's `rest` below is then empty or starts with `/`).
+        if !path.starts_with('/') {
+            return None;
+        }
+        let mut req = Lookup { method, host, path, candidate: None };
         let mut best = None;
         let mut node = &self.root;
-        let mut segments = path.strip_prefix('/').unwrap_or(path).split('/');
+        let mut rest = path;
         loop {
-            node.first_match(&self.routes, &req, &mut best);
-            match segments.next().and_then(|s| node.children.get(s)) {
-                Some(child) => node = child,
+            node.first_match(&self.routes, &mut req, rest, &mut best);
+            let Some(after) = rest.strip_prefix('/') else { break };
+            let segment = after.split_once('/').map_or(after, |(s, _)| s);
+            match node.children.get(segment) {
+                Some(child) => {
+                    node = child;
+                    rest = &after[segment.len()..];
+                }
                 None => break,
             }
         }
         best.map(|r| &self.routes[r as usize])
     }
 
-    /// Builds every index node's glob set now rather than on first use. Called
+    /// Builds every glob set the index needs now rather than on first use. Called
     /// off the request path right after a snapshot starts serving, so that
     /// requests rarely pay for it; stops early once `wanted` says no. First
     /// takes over, from `previous` (the table this one replaced), every set
@@ -219,7 +251,7 @@ impl RouteTable {
             self.root.adopt(&self.routes, &old.root, &old.routes);
         }
         fn walk(node: &Node, routes: &[Route], wanted: &dyn Fn() -> bool) -> bool {
-            if !node.routes.is_empty() {
+            if node.needs_globs {
                 if !wanted() {
                     return false;
                 }
@@ -258,11 +290,16 @@ mod tests {
         usize::from(node.set.get().is_some()) + node.children.values().map(built).sum::<usize>()
     }
 
-    /// Ten public routes `/svcN/*`, with `/svc{changed}/*` replaced by `/svc{changed}/x/*`.
+    /// Ten public routes `/svcN/*.json` (whose tails need glob sets), with
+    /// `/svc{changed}/*.json` replaced by `/svc{changed}/x/*.json`.
     fn snapshot(changed: Option<usize>, previous: Option<&Snapshot>) -> Snapshot {
+        snapshot_of(changed, previous, "*.json")
+    }
+
+    fn snapshot_of(changed: Option<usize>, previous: Option<&Snapshot>, tail: &str) -> Snapshot {
         let mut text = String::from("[upstreams.default]\nurl = \"http://127.0.0.1:9\"\n");
         for i in 0..10 {
-            let path = if changed == Some(i) { format!("/svc{i}/x/*") } else { format!("/svc{i}/*") };
+            let path = if changed == Some(i) { format!("/svc{i}/x/{tail}") } else { format!("/svc{i}/{tail}") };
             text.push_str(&format!("[[routes]]\nname = \"r{i}\"\npath = \"{path}\"\npublic = true\n"));
         }
         let path = Path::new("routes.toml");
@@ -291,10 +328,26 @@ mod tests {
         // The adopted sets and the new one match as they should.
         let get = http::Method::GET;
         let name = |path: &str| new.routes.find(&get, None, path).map(|r| r.name.to_string());
+        assert_eq!(name("/svc4/a.json").as_deref(), Some("r4"));
+        assert_eq!(name("/svc3/x/a.json").as_deref(), Some("r3"));
+        assert_eq!(name("/svc3/a.json"), None);
+        assert_eq!(name("/svc9/a/b.json"), None);
+    }
+
+    #[test]
+    fn simple_tails_need_no_glob_sets() {
+        let snap = snapshot_of(Some(3), None, "*");
+        snap.routes.warm(None, || true);
+        assert_eq!(built(&snap.routes.root), 0, "every route is `/svcN/*`: nothing to build");
+        let get = http::Method::GET;
+        let name = |path: &str| snap.routes.find(&get, None, path).map(|r| r.name.to_string());
         assert_eq!(name("/svc4/a").as_deref(), Some("r4"));
+        assert_eq!(name("/svc4/").as_deref(), Some("r4"));
         assert_eq!(name("/svc3/x/a").as_deref(), Some("r3"));
         assert_eq!(name("/svc3/a"), None);
         assert_eq!(name("/svc9/a/b"), None);
+        assert_eq!(name("/svc9"), None);
+        assert_eq!(built(&snap.routes.root), 0, "nor on lookups");
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct Pattern {
     /// The leading whole segments that are plain literals (`/v1/users/*` → `["v1", "users"]`):
     /// the route table indexes routes by them.
     pub literal_prefix: Vec<String>,
+    /// What the pattern asks after its literal prefix, when that is simple
+    /// enough to check without a glob (`None`: it is not).
+    pub tail: Option<Tail>,
     /// Parameter names in order of appearance.
     pub params: Vec<String>,
     /// The same pattern as an anchored regex, one named group per parameter.
@@ -90,12 +93,20 @@ impl Pattern {
             .map(|g| GlobBuilder::new(g).literal_separator(true).backslash_escape(true).build())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("path pattern {source:?}: {e}"))?;
+        let tail = match &segments[literal_prefix.len()..] {
+            [] => Some(Tail::Exact),
+            ["*"] => Some(Tail::Segment),
+            ["**"] => Some(Tail::Any),
+            [seg] if param_name(seg).is_some() => Some(Tail::Param),
+            _ => None,
+        };
         Ok(Pattern {
             source: source.to_owned(),
             globs,
             compiled,
             matchers: std::sync::OnceLock::new(),
             literal_prefix,
+            tail,
             params,
             regex_source: re,
             capture: std::sync::OnceLock::new(),
@@ -134,6 +145,34 @@ impl Pattern {
             return Vec::new();
         };
         self.params.iter().filter_map(|name| caps.name(name).map(|m| (name.as_str(), m.as_str()))).collect()
+    }
+}
+
+/// The rest of a pattern after its literal prefix, in the simple forms that
+/// most routes take; checked on the rest of the path after that prefix with
+/// the same result as the pattern's globs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// Nothing: the path is the prefix (`/v1/health`).
+    Exact,
+    /// `*`: one more segment, possibly empty (`/v1/users/*`).
+    Segment,
+    /// `{name}`: one more non-empty segment (`/v1/users/{id}`).
+    Param,
+    /// `**`: anything below the prefix, or the prefix itself (`/admin/**`).
+    Any,
+}
+
+impl Tail {
+    /// Whether `rest` fits: what follows the literal prefix in a path that
+    /// starts with `/` (empty, or starting with `/`).
+    pub fn matches(self, rest: &str) -> bool {
+        match self {
+            Tail::Exact => rest.is_empty(),
+            Tail::Segment => rest.strip_prefix('/').is_some_and(|seg| !seg.contains('/')),
+            Tail::Param => rest.strip_prefix('/').is_some_and(|seg| !seg.is_empty() && !seg.contains('/')),
+            Tail::Any => rest.is_empty() || rest.starts_with('/'),
+        }
     }
 }
 
@@ -402,6 +441,53 @@ mod tests {
             let (pa, pb) = (Pattern::parse(a).unwrap(), Pattern::parse(b).unwrap());
             assert_eq!(pa.overlap_example(&pb).as_deref(), *want, "{a} ∩ {b}");
             assert_eq!(pb.overlap_example(&pa).is_some(), want.is_some(), "{b} ∩ {a}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 5_000, ..Default::default() })]
+
+        /// A simple tail, checked on what follows the literal prefix, gives
+        /// what the pattern's globs give on the whole path.
+        #[test]
+        fn simple_tails_agree_with_the_globs(
+            prefix in proptest::collection::vec("[ab]{0,2}", 0..3),
+            tail in proptest::sample::select(vec!["", "*", "**", "{id}", "*.x", "?"]),
+            path in "(/[abx.*]{0,2}){0,5}/?",
+            below_prefix in proptest::bool::ANY,
+        ) {
+            let mut source: String = prefix.iter().map(|s| format!("/{s}")).collect();
+            if !tail.is_empty() || source.is_empty() {
+                source = format!("{source}/{tail}");
+            }
+            // Patterns with empty segments inside are refused; those are not the point here.
+            let Ok(p) = Pattern::parse(&source) else { return Ok(()) };
+            let Some(t) = p.tail else { return Ok(()) };
+            let lit: String = p.literal_prefix.iter().map(|s| format!("/{s}")).collect();
+            // Half the paths are the prefix and something (often nothing) after it.
+            let path = if below_prefix { format!("{lit}{path}") } else { path };
+            let path = if path.is_empty() { "/".to_owned() } else { path };
+            // The route index reaches a pattern's routes only on paths whose
+            // leading segments are its literal prefix.
+            let reached = path == lit || path.starts_with(&format!("{lit}/")) || lit.is_empty();
+            if reached {
+                let rest = &path[lit.len()..];
+                proptest::prop_assert_eq!(t.matches(rest), p.is_match(&Candidate::new(&path)), "{} on {}", source, path);
+            }
+        }
+    }
+
+    #[test]
+    fn tails() {
+        let tail = |p: &str| Pattern::parse(p).unwrap().tail;
+        assert_eq!(tail("/v1/health"), Some(Tail::Exact));
+        assert_eq!(tail("/"), Some(Tail::Exact));
+        assert_eq!(tail("/v1/users/*"), Some(Tail::Segment));
+        assert_eq!(tail("/v1/users/{id}"), Some(Tail::Param));
+        assert_eq!(tail("/admin/**"), Some(Tail::Any));
+        assert_eq!(tail("/**"), Some(Tail::Any));
+        for complex in ["/v1/*/x", "/v1/users/*.json", "/a/{x}/b", "/a/**/b", "/f?o", "/lit[1]", "/docs/{a,b}"] {
+            assert_eq!(tail(complex), None, "{complex}");
         }
     }
 
