@@ -108,16 +108,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// The protocol of an Upgrade request or a 101 response (`Upgrade: websocket`
 /// with `Connection: upgrade`), if it is one.
 pub fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
+    // Most messages have no `Upgrade`: that one lookup is all they cost.
+    let protocol = headers.get(header::UPGRADE)?;
     let connection_upgrade = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if !connection_upgrade {
-        return None;
-    }
-    headers.get(header::UPGRADE).cloned()
+    connection_upgrade.then(|| protocol.clone())
 }
 
 /// Restores `Upgrade` and `Connection: upgrade` (removed with the hop-by-hop headers).
