@@ -48,7 +48,7 @@ fn bench(c: &mut Criterion) {
     });
     let cache = TokenCache::new(1000);
     c.bench_function("verify/rs256_cached", |b| {
-        b.iter(|| auth::verify_cached(black_box(&rs), &snap.issuers, &snap.roles, Some(&cache), now).unwrap())
+        b.iter(|| auth::verify_cached(black_box(rs.as_bytes()), &snap.issuers, &snap.roles, Some(&cache), now).unwrap())
     });
 
     let route = snap.routes.find(&Method::GET, None, "/v1/users/123").unwrap();

@@ -19,7 +19,7 @@ use claims::RoleClosure;
 /// [`verify`] through the snapshot's token cache: a hit skips the signature
 /// and the JSON; a miss verifies and, on success, stores the identity.
 pub fn verify_cached(
-    token: &str,
+    token: &[u8],
     issuers: &Issuers,
     roles: &RoleClosure,
     cache: Option<&TokenCache>,
@@ -28,18 +28,24 @@ pub fn verify_cached(
     if let Some(id) = cache.and_then(|c| c.get(token, now)) {
         return Ok(id);
     }
-    let id = Arc::new(verify(token, issuers, roles, now)?);
+    let id = Arc::new(verify(token_text(token), issuers, roles, now)?);
     if let Some(c) = cache {
         c.insert(token, Arc::clone(&id));
     }
     Ok(id)
 }
 
+/// The token as text. A token that is not UTF-8 (a header value with
+/// obs-text) is malformed: it becomes one that fails as such.
+fn token_text(token: &[u8]) -> &str {
+    std::str::from_utf8(token).unwrap_or("\u{0}")
+}
+
 /// [`verify_cached`], and when the token names a `kid` its issuer's remote key
 /// set does not have, one (rate-limited, shared) refetch of that set and a
 /// second try: how a key rotation at the identity provider is followed.
 pub async fn verify_or_refetch(
-    token: &str,
+    token: &[u8],
     issuers: &Issuers,
     roles: &RoleClosure,
     cache: Option<&TokenCache>,
@@ -47,7 +53,7 @@ pub async fn verify_or_refetch(
 ) -> Result<Arc<Identity>, TokenError> {
     match verify_cached(token, issuers, roles, cache, now) {
         Err(TokenError::UnknownKid) => {
-            let remote = issuer_of(token, issuers).and_then(|i| i.remote.clone());
+            let remote = issuer_of(token_text(token), issuers).and_then(|i| i.remote.clone());
             match remote {
                 // Boxed: rare, and a large future that every request would otherwise carry.
                 Some(remote) if Box::pin(remote.refetch_for_unknown_kid()).await => {

@@ -23,15 +23,15 @@ use super::Identity;
 #[derive(Clone, Copy, Debug, Default)]
 struct TokenWeight;
 
-impl Weighter<Box<str>, Arc<Identity>> for TokenWeight {
-    fn weight(&self, token: &Box<str>, _: &Arc<Identity>) -> u64 {
+impl Weighter<Box<[u8]>, Arc<Identity>> for TokenWeight {
+    fn weight(&self, token: &Box<[u8]>, _: &Arc<Identity>) -> u64 {
         1 + (token.len() as u64 >> 10)
     }
 }
 
 /// Verified identities by token.
 pub struct TokenCache {
-    inner: Cache<Box<str>, Arc<Identity>, TokenWeight>,
+    inner: Cache<Box<[u8]>, Arc<Identity>, TokenWeight>,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -47,7 +47,7 @@ impl TokenCache {
     }
 
     /// The identity of a token verified before, while it is still unexpired at `now`.
-    pub fn get(&self, token: &str, now: u64) -> Option<Arc<Identity>> {
+    pub fn get(&self, token: &[u8], now: u64) -> Option<Arc<Identity>> {
         let id = self.inner.get(token)?;
         match id.expires_at {
             Some(exp) if now.saturating_sub(id.issuer.leeway_s) >= exp => {
@@ -58,7 +58,7 @@ impl TokenCache {
         }
     }
 
-    pub fn insert(&self, token: &str, identity: Arc<Identity>) {
+    pub fn insert(&self, token: &[u8], identity: Arc<Identity>) {
         self.inner.insert(Box::from(token), identity);
     }
 
@@ -102,26 +102,26 @@ mod tests {
     #[test]
     fn entries_expire_with_the_token() {
         let cache = TokenCache::new(10);
-        cache.insert("a.b.c", identity(Some(1000), 30));
-        assert!(cache.get("a.b.c", 900).is_some());
-        assert!(cache.get("a.b.c", 1029).is_some(), "within leeway");
-        assert!(cache.get("a.b.c", 1030).is_none(), "expired (exp + leeway)");
-        assert!(cache.get("a.b.c", 900).is_none(), "an expired entry is removed");
-        assert!(cache.get("x.y.z", 0).is_none());
+        cache.insert(b"a.b.c", identity(Some(1000), 30));
+        assert!(cache.get(b"a.b.c", 900).is_some());
+        assert!(cache.get(b"a.b.c", 1029).is_some(), "within leeway");
+        assert!(cache.get(b"a.b.c", 1030).is_none(), "expired (exp + leeway)");
+        assert!(cache.get(b"a.b.c", 900).is_none(), "an expired entry is removed");
+        assert!(cache.get(b"x.y.z", 0).is_none());
     }
 
     #[test]
     fn size_is_bounded() {
         let cache = TokenCache::new(100);
         for i in 0..10_000 {
-            cache.insert(&format!("token-{i}"), identity(None, 0));
+            cache.insert(format!("token-{i}").as_bytes(), identity(None, 0));
         }
         assert!(cache.len() <= 110, "{}", cache.len());
         // Large tokens weigh more.
         let big = "x".repeat(8 * 1024);
         let cache = TokenCache::new(100);
         for i in 0..100 {
-            cache.insert(&format!("{big}{i}"), identity(None, 0));
+            cache.insert(format!("{big}{i}").as_bytes(), identity(None, 0));
         }
         assert!(cache.len() <= 15, "{}", cache.len());
     }
