@@ -114,8 +114,7 @@ pub(super) async fn exchange(
     let failed = |what: &str| UpstreamError::Failed(up.name.clone(), what.to_owned());
     let timed_out = || UpstreamError::Timeout(up.name.clone());
     let (parts, _) = req.into_parts();
-    let mut head = Vec::with_capacity(512);
-    encode_head(&mut head, target, &parts);
+    let head = encode_head(target, &parts);
     let may_resend = idempotent(&parts.method);
     let mut resends = 0;
     behind_ready_tasks().await;
@@ -210,7 +209,11 @@ async fn within<T>(mut timer: Pin<&mut Sleep>, deadline: Instant, work: impl Fut
 
 /// `METHOD target HTTP/1.1`, then every header, then the empty line.
 /// `target` is the origin-form path and query; the caller has set `Host`.
-fn encode_head(out: &mut Vec<u8>, target: &str, parts: &http::request::Parts) {
+fn encode_head(target: &str, parts: &http::request::Parts) -> Vec<u8> {
+    // Sized exactly: a forwarded Authorization header alone often outgrows a guess.
+    let lines: usize = parts.headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    let size = parts.method.as_str().len() + 1 + target.len() + b" HTTP/1.1\r\n".len() + lines + 2;
+    let mut out = Vec::with_capacity(size);
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -222,6 +225,8 @@ fn encode_head(out: &mut Vec<u8>, target: &str, parts: &http::request::Parts) {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    debug_assert_eq!(out.len(), size);
+    out
 }
 
 enum HeadError {
