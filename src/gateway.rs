@@ -108,7 +108,7 @@ impl Gateway {
             decision,
             status: resp.status().as_u16(),
         };
-        self.metrics.requests.get_or_create(&labels).inc();
+        self.metrics.count_request(labels);
         self.metrics.request_duration.observe(elapsed.as_secs_f64());
         self.metrics.gateway_duration.observe(elapsed.saturating_sub(ctx.upstream_wait).as_secs_f64());
         if ctx.log {
