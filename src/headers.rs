@@ -46,24 +46,12 @@ pub fn content_length(value: &[u8]) -> Option<u64> {
     std::str::from_utf8(s).ok()?.parse().ok()
 }
 
-/// A message head copied once out of the read buffer, from which the parsed
-/// parts (request target, header values) are taken without further copies.
-pub struct HeadBytes {
-    head: bytes::Bytes,
-    base: usize,
-}
-
-impl HeadBytes {
-    /// The first `len` bytes of `buf` (the head `httparse` found there).
-    pub fn copy(buf: &[u8], len: usize) -> HeadBytes {
-        HeadBytes { head: bytes::Bytes::copy_from_slice(&buf[..len]), base: buf.as_ptr() as usize }
-    }
-
-    /// `part`, a slice of those bytes in `buf` (as `httparse` returns them), from the copy.
-    pub fn slice(&self, part: &[u8]) -> bytes::Bytes {
-        let start = part.as_ptr() as usize - self.base;
-        self.head.slice(start..start + part.len())
-    }
+/// Where `part`, a slice of `buf` (as `httparse` returns them), lies in it:
+/// so that it can be taken, without a copy, from the head once that is split
+/// off the read buffer.
+pub fn place(buf: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
 }
 
 /// Whether a comma-separated header value lists `token` (case-insensitively).

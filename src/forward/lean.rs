@@ -47,6 +47,8 @@ pub(super) struct Conn {
     io: TcpStream,
     /// Bytes read but not consumed yet (empty between exchanges).
     buf: BytesMut,
+    /// Scratch list of a response head's headers while it is parsed.
+    fields: Vec<Field>,
     /// Whether it served an exchange before (only then may a failure before
     /// the first response byte be the upstream closing an idle connection).
     pub(super) reused: bool,
@@ -60,7 +62,13 @@ pub(super) struct Conn {
 
 impl Conn {
     pub(super) fn new(io: TcpStream, deadline: Instant) -> Conn {
-        Conn { io, buf: BytesMut::new(), reused: false, timer: Some(Box::pin(tokio::time::sleep_until(deadline))) }
+        Conn {
+            io,
+            buf: BytesMut::new(),
+            fields: Vec::new(),
+            reused: false,
+            timer: Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
     }
 
     /// Reads more bytes into `buf`; `Ok(0)` at end of stream.
@@ -260,13 +268,19 @@ async fn read_head(conn: &mut Conn, head_request: bool) -> Result<(Head, Framing
     loop {
         if !conn.buf.is_empty() {
             seen_any = true;
-            match parse_head(&conn.buf, head_request)? {
-                Some((len, parsed)) => {
+            match parse_head(&conn.buf, head_request, &mut conn.fields)? {
+                Some((len, Some(found))) => {
+                    // The head is taken off the buffer; the header values are
+                    // slices of those bytes (no copy).
+                    let head = conn.buf.split_to(len).freeze();
+                    let headers = header_map(&head, &mut conn.fields, found.drop_length)?;
+                    let Found { status, keep_alive, framing, .. } = found;
+                    return Ok((Head { status, headers, keep_alive }, framing));
+                }
+                // An interim 1xx response: the final one follows (maybe already read).
+                Some((len, None)) => {
                     conn.buf.advance(len);
-                    match parsed {
-                        Some(head) => return Ok(head),
-                        None => continue, // an interim 1xx response: the final one follows
-                    }
+                    continue;
                 }
                 None if conn.buf.len() > MAX_HEAD => return Err(HeadError::Invalid("the response head is too large")),
                 None => {}
@@ -281,12 +295,42 @@ async fn read_head(conn: &mut Conn, head_request: bool) -> Result<(Head, Framing
     }
 }
 
+/// A final response head as parsed, but for the header values: those are in
+/// the parse's `fields`, to be taken from the head's bytes by [`header_map`].
+struct Found {
+    status: StatusCode,
+    keep_alive: bool,
+    framing: Framing,
+    /// `Content-Length` is not passed on (`Transfer-Encoding` overrides it).
+    drop_length: bool,
+}
+
 /// What one parse of the buffer found: `None` when the head is incomplete;
 /// else its length and the final head, or `None` for an interim (1xx) response.
-type Parsed = Option<(usize, Option<(Head, Framing)>)>;
+type Parsed = Option<(usize, Option<Found>)>;
 
-/// One response head from the start of `buf`.
-fn parse_head(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError> {
+/// A header of a parsed head: its name, and where its value lies in the head.
+type Field = (HeaderName, std::ops::Range<usize>);
+
+/// The header map of a final head, its values sliced from `head`.
+fn header_map(head: &Bytes, fields: &mut Vec<Field>, drop_length: bool) -> Result<HeaderMap, HeadError> {
+    // Room for the header the gateway adds (`x-request-id`) without growing.
+    let mut headers = HeaderMap::with_capacity(fields.len() + 1);
+    for (name, value) in fields.drain(..) {
+        if drop_length && name == CONTENT_LENGTH {
+            continue;
+        }
+        let value = HeaderValue::from_maybe_shared(head.slice(value))
+            .map_err(|_| HeadError::Invalid("a response header value is not valid"))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// One response head from the start of `buf`; its headers' names and value
+/// places go to `fields`.
+fn parse_head(buf: &[u8], head_request: bool, fields: &mut Vec<Field>) -> Result<Parsed, HeadError> {
+    fields.clear();
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut slots);
     let len = match resp.parse(buf) {
@@ -308,18 +352,12 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError> {
         };
     }
     let http11 = resp.version == Some(1);
-    // The head's bytes, shared by the header values (one copy, not one per value).
-    let head = headers::HeadBytes::copy(buf, len);
-    // Room for the header the gateway adds (`x-request-id`) without growing.
-    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 1);
     let mut keep_alive = http11;
     let mut length: Option<u64> = None;
     let mut chunked = None;
     for h in resp.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| HeadError::Invalid("a response header name is not valid"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(h.value))
-            .map_err(|_| HeadError::Invalid("a response header value is not valid"))?;
         if name == CONTENT_LENGTH {
             for part in h.value.split(|b| *b == b',') {
                 let n = headers::content_length(part)
@@ -336,7 +374,7 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError> {
         } else if name == http::header::CONNECTION && headers::lists_token(h.value, b"close") {
             keep_alive = false;
         }
-        headers.append(name, value);
+        fields.push((name, headers::place(buf, h.value)));
     }
     let no_body = head_request
         || status == StatusCode::NO_CONTENT
@@ -346,8 +384,8 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError> {
         Framing::Empty
     } else if let Some(chunked) = chunked {
         // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3 item 3);
-        // the length is not passed on, the client gets the body re-framed.
-        headers.remove(CONTENT_LENGTH);
+        // the length is not passed on (`drop_length`), the client gets the
+        // body re-framed.
         if chunked {
             Framing::Chunked
         } else {
@@ -363,7 +401,8 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError> {
     if framing == Framing::UntilClose {
         keep_alive = false;
     }
-    Ok(Some((len, Some((Head { status, headers, keep_alive }, framing)))))
+    let drop_length = !no_body && chunked.is_some();
+    Ok(Some((len, Some(Found { status, keep_alive, framing, drop_length }))))
 }
 
 /// The response for the client, with a body that owns the connection until
@@ -701,15 +740,19 @@ mod tests {
         /// Arbitrary bytes never panic the head parser or the chunk decoder.
         #[test]
         fn arbitrary_bytes_do_not_panic(wire in proptest::collection::vec(any::<u8>(), 0..600), step in 1usize..32) {
-            let _ = parse_head(&wire, false);
-            let _ = parse_head(&wire, true);
+            for head_request in [false, true] {
+                let mut fields = Vec::new();
+                if let Ok(Some((len, Some(found)))) = parse_head(&wire, head_request, &mut fields) {
+                    let _ = header_map(&Bytes::copy_from_slice(&wire[..len]), &mut fields, found.drop_length);
+                }
+            }
             let _ = decode_all(&wire, step);
         }
     }
 
     fn framing(head: &str, head_request: bool) -> Result<(Framing, bool), &'static str> {
-        match parse_head(head.as_bytes(), head_request) {
-            Ok(Some((_, Some((h, f))))) => Ok((f, h.keep_alive)),
+        match parse_head(head.as_bytes(), head_request, &mut Vec::new()) {
+            Ok(Some((_, Some(found)))) => Ok((found.framing, found.keep_alive)),
             Ok(Some((_, None))) => Err("interim"),
             Ok(None) => Err("partial"),
             Err(HeadError::Invalid(what)) => Err(what),

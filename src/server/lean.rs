@@ -24,7 +24,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 use hyper::body::Body as _;
@@ -71,6 +71,7 @@ pub(super) async fn serve(
 ) -> End {
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut out = Vec::with_capacity(8 * 1024);
+    let mut fields = Vec::new();
     // The first request's head must come within the header timeout of the
     // connection's start; a later one's within the header timeout of its first
     // byte, which may take the idle timeout to come.
@@ -84,7 +85,7 @@ pub(super) async fn serve(
     loop {
         let parsed = loop {
             if !buf.is_empty() {
-                match parse(&buf, limits) {
+                match parse(&mut buf, limits, &mut fields) {
                     Parse::Complete(req) => break req,
                     Parse::Partial => {}
                     Parse::NotMine => return End::Handover(Rewind::new(buf, io)),
@@ -99,8 +100,7 @@ pub(super) async fn serve(
                 Read::Closed => return End::Closed,
             }
         };
-        let (req, len, keep_alive) = parsed;
-        buf.advance(len);
+        let (req, keep_alive) = parsed;
         let head_request = req.method() == Method::HEAD;
         let resp = gateway.handle(req, client).await;
         let keep_alive = keep_alive && !*stop.borrow();
@@ -171,15 +171,48 @@ async fn read(
 // variant would add an allocation per request for nothing.
 #[allow(clippy::large_enum_variant)]
 enum Parse {
-    /// The request, the length of its head, and whether the client keeps the connection open.
-    Complete((Request<RequestBody>, usize, bool)),
+    /// The request (its head taken off `buf`), and whether the client keeps the connection open.
+    Complete((Request<RequestBody>, bool)),
     Partial,
-    /// Anything the lean server leaves to hyper.
+    /// Anything the lean server leaves to hyper (`buf` as it was).
     NotMine,
 }
 
-/// One request head from the start of `buf`.
-fn parse(buf: &BytesMut, limits: &Limits) -> Parse {
+/// A header of a parsed head: its name, and where its value lies in the head.
+type Field = (HeaderName, std::ops::Range<usize>);
+
+/// One request head from the start of `buf`, taken off it when complete:
+/// the request's target and header values are slices of those very bytes
+/// (no copy; `fields` is the connection's scratch list).
+fn parse(buf: &mut BytesMut, limits: &Limits, fields: &mut Vec<Field>) -> Parse {
+    fields.clear();
+    let (len, method, target, keep_alive) = match scan(buf, limits, fields) {
+        Scan::Complete(found) => found,
+        Scan::Partial => return Parse::Partial,
+        Scan::NotMine => return Parse::NotMine,
+    };
+    let head = buf.split_to(len).freeze();
+    match request(&head, method, target, fields) {
+        Some(req) => Parse::Complete((req, keep_alive)),
+        None => {
+            // The head goes back in front of the rest (no copy: nothing holds it now).
+            let mut all = BytesMut::from(head);
+            all.unsplit(std::mem::take(buf));
+            *buf = all;
+            Parse::NotMine
+        }
+    }
+}
+
+enum Scan {
+    /// The head's length, method, target (where it lies), and whether the connection stays open.
+    Complete((usize, Method, std::ops::Range<usize>, bool)),
+    Partial,
+    NotMine,
+}
+
+/// Parses the head at the start of `buf` and checks it is one the lean server takes.
+fn scan(buf: &[u8], limits: &Limits, fields: &mut Vec<Field>) -> Scan {
     // Header slots on the stack, not initialized (httparse fills them).
     let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
     let mut heap = Vec::new();
@@ -192,54 +225,61 @@ fn parse(buf: &BytesMut, limits: &Limits) -> Parse {
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(buf, slots) {
         Ok(httparse::Status::Complete(len)) if len <= limits.max_header_bytes => len,
-        Ok(httparse::Status::Partial) if buf.len() < limits.max_header_bytes => return Parse::Partial,
-        _ => return Parse::NotMine,
+        Ok(httparse::Status::Partial) if buf.len() < limits.max_header_bytes => return Scan::Partial,
+        _ => return Scan::NotMine,
     };
     if parsed.version != Some(1) {
-        return Parse::NotMine;
+        return Scan::NotMine;
     }
     let (Some(method), Some(target)) = (parsed.method, parsed.path) else {
-        return Parse::NotMine;
+        return Scan::NotMine;
     };
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
-        return Parse::NotMine;
+        return Scan::NotMine;
     };
     if method == Method::CONNECT || target.len() > MAX_URI_LEN {
-        return Parse::NotMine;
+        return Scan::NotMine;
     }
-    // The head's bytes, shared by the URI and the header values (no copies).
-    let head = headers::HeadBytes::copy(buf, len);
-    let Ok(uri) = Uri::from_maybe_shared(head.slice(target.as_bytes())) else {
-        return Parse::NotMine;
-    };
-    // Room for the headers the gateway adds upstream (`x-forwarded-for`,
-    // `-proto`, `-host`, `x-request-id`) without growing.
-    let mut headers = http::HeaderMap::with_capacity(parsed.headers.len() + 4);
     let mut keep_alive = true;
     for h in parsed.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
-            return Parse::NotMine;
+            return Scan::NotMine;
         };
         if matches!(
             name,
             header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::UPGRADE | header::EXPECT | header::TE
         ) {
-            return Parse::NotMine;
+            return Scan::NotMine;
         }
-        let Ok(value) = HeaderValue::from_maybe_shared(head.slice(h.value)) else {
-            return Parse::NotMine;
-        };
         if name == header::CONNECTION && headers::lists_token(h.value, b"close") {
             keep_alive = false;
         }
-        headers.append(name, value);
+        fields.push((name, headers::place(buf, h.value)));
+    }
+    Scan::Complete((len, method, headers::place(buf, target.as_bytes()), keep_alive))
+}
+
+/// The request whose head is `head` (as [`scan`] found it); `None` if its
+/// target or a header value is not valid for `http`'s types.
+fn request(
+    head: &Bytes,
+    method: Method,
+    target: std::ops::Range<usize>,
+    fields: &mut Vec<Field>,
+) -> Option<Request<RequestBody>> {
+    let uri = Uri::from_maybe_shared(head.slice(target)).ok()?;
+    // Room for the headers the gateway adds upstream (`x-forwarded-for`,
+    // `-proto`, `-host`, `x-request-id`) without growing.
+    let mut headers = http::HeaderMap::with_capacity(fields.len() + 4);
+    for (name, value) in fields.drain(..) {
+        headers.append(name, HeaderValue::from_maybe_shared(head.slice(value)).ok()?);
     }
     let mut req = Request::new(RequestBody::Empty);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = headers;
-    Parse::Complete((req, len, keep_alive))
+    Some(req)
 }
 
 /// Writes the response head and body; `Ok(true)` when the connection goes on,
@@ -465,5 +505,57 @@ impl AsyncWrite for Rewind {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// A head taken off the buffer leaves exactly the bytes after it; its
+    /// target and header values are slices of the head.
+    #[test]
+    fn a_complete_head_is_taken_off_the_buffer() {
+        let wire = b"GET /v1/users/7?x=1 HTTP/1.1\r\nHost: gw.test\r\nX-A: one\r\n\r\nGET /next HTTP/1.1\r\n";
+        let mut buf = BytesMut::from(&wire[..]);
+        let mut fields = Vec::new();
+        let Parse::Complete((req, keep_alive)) = parse(&mut buf, &limits(), &mut fields) else {
+            panic!("a plain request")
+        };
+        assert!(keep_alive);
+        assert_eq!(req.uri(), "/v1/users/7?x=1");
+        assert_eq!(req.headers()["host"], "gw.test");
+        assert_eq!(req.headers()["x-a"], "one");
+        assert_eq!(&buf[..], b"GET /next HTTP/1.1\r\n");
+    }
+
+    /// A head that parses but that `http`'s types refuse (a target `Uri`
+    /// does not take) goes to hyper with every byte where it was.
+    #[test]
+    fn a_head_refused_after_parsing_is_left_whole_in_the_buffer() {
+        let mut refused_late = 0;
+        for target in ["/a\"b", "/a{b}", "/a|b", "/caf\u{e9}", "/a^b", "/a`b"] {
+            let wire = format!("GET {target} HTTP/1.1\r\nHost: gw.test\r\n\r\nGET /next HTTP/1.1\r\n");
+            let mut fields = Vec::new();
+            let parsed = matches!(scan(wire.as_bytes(), &limits(), &mut fields), Scan::Complete(_));
+            if !parsed || Uri::try_from(target).is_ok() {
+                continue; // refused by the parser already, or a valid `Uri`: not this test's case
+            }
+            refused_late += 1;
+            let mut buf = BytesMut::with_capacity(64 * 1024);
+            buf.extend_from_slice(wire.as_bytes());
+            assert!(matches!(parse(&mut buf, &limits(), &mut fields), Parse::NotMine), "{target}");
+            assert_eq!(&buf[..], wire.as_bytes(), "{target}");
+        }
+        assert!(refused_late > 0, "no target was refused after parsing");
     }
 }
