@@ -2,6 +2,7 @@
 //! `extract` → `find` the route → `verify` → `decide` → `forward`, with one
 //! error mapping (`error.rs`) and one access-log line at the end.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -154,7 +155,7 @@ impl Gateway {
         let host = host_value.as_ref().and_then(|h| h.to_str().ok()).map(host_for_matching);
         if ctx.log {
             ctx.path = Some(target.path().to_owned());
-            ctx.host.clone_from(&host);
+            ctx.host = host.as_deref().map(str::to_owned);
         }
         let route = match snap.routes.find(req.method(), host.as_deref(), target.path()) {
             Some(r) => r,
@@ -245,12 +246,15 @@ impl Gateway {
 }
 
 /// `Host` for route matching: lower-case, without port (IPv6 brackets kept).
-fn host_for_matching(h: &str) -> String {
+fn host_for_matching(h: &str) -> Cow<'_, str> {
     let without_port = match h.rfind(':') {
         Some(i) if !h[i..].contains(']') => &h[..i],
         _ => h,
     };
-    without_port.to_ascii_lowercase()
+    match without_port.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => Cow::Owned(without_port.to_ascii_lowercase()),
+        false => Cow::Borrowed(without_port),
+    }
 }
 
 pub fn now_secs() -> u64 {

@@ -35,6 +35,8 @@ use crate::server::RequestBody;
 const READ_CHUNK: usize = 16 * 1024;
 /// The largest response head accepted (status line and headers).
 const MAX_HEAD: usize = 64 * 1024;
+/// A request head buffer larger than this is not kept with its connection.
+const MAX_KEPT_HEAD: usize = 16 * 1024;
 /// The most response header lines accepted.
 const MAX_HEADERS: usize = 100;
 /// The longest chunk-size line (size, extensions) accepted in a chunked body.
@@ -49,6 +51,8 @@ pub(super) struct Conn {
     buf: BytesMut,
     /// Scratch list of a response head's headers while it is parsed.
     fields: Vec<Field>,
+    /// The request head being written (kept for the next one; see [`MAX_KEPT_HEAD`]).
+    head: Vec<u8>,
     /// Whether it served an exchange before (only then may a failure before
     /// the first response byte be the upstream closing an idle connection).
     pub(super) reused: bool,
@@ -66,6 +70,7 @@ impl Conn {
             io,
             buf: BytesMut::new(),
             fields: Vec::new(),
+            head: Vec::new(),
             reused: false,
             timer: Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
@@ -122,7 +127,6 @@ pub(super) async fn exchange(
     let failed = |what: &str| UpstreamError::Failed(up.name.clone(), what.to_owned());
     let timed_out = || UpstreamError::Timeout(up.name.clone());
     let (parts, _) = req.into_parts();
-    let head = encode_head(target, &parts);
     let may_resend = idempotent(&parts.method);
     let mut resends = 0;
     behind_ready_tasks().await;
@@ -133,7 +137,11 @@ pub(super) async fn exchange(
         // response byte was awaited, only an idempotent one).
         let retry = conn.reused && resends < super::MAX_RESENDS;
         let mut timer = conn.timer.take().unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
-        let written = within(timer.as_mut(), deadline, conn.io.write_all(&head)).await;
+        encode_head(&mut conn.head, target, &parts);
+        let written = within(timer.as_mut(), deadline, conn.io.write_all(&conn.head)).await;
+        if conn.head.capacity() > MAX_KEPT_HEAD {
+            conn.head = Vec::new();
+        }
         match written {
             None => return Err(timed_out()),
             Some(Ok(())) => {}
@@ -215,13 +223,14 @@ async fn within<T>(mut timer: Pin<&mut Sleep>, deadline: Instant, work: impl Fut
     .await
 }
 
-/// `METHOD target HTTP/1.1`, then every header, then the empty line.
-/// `target` is the origin-form path and query; the caller has set `Host`.
-fn encode_head(target: &str, parts: &http::request::Parts) -> Vec<u8> {
-    // Sized exactly: a forwarded Authorization header alone often outgrows a guess.
+/// `METHOD target HTTP/1.1`, then every header, then the empty line, in
+/// `out` (emptied first). `target` is the origin-form path and query; the
+/// caller has set `Host`.
+fn encode_head(out: &mut Vec<u8>, target: &str, parts: &http::request::Parts) {
     let lines: usize = parts.headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
     let size = parts.method.as_str().len() + 1 + target.len() + b" HTTP/1.1\r\n".len() + lines + 2;
-    let mut out = Vec::with_capacity(size);
+    out.clear();
+    out.reserve(size);
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -234,7 +243,6 @@ fn encode_head(target: &str, parts: &http::request::Parts) -> Vec<u8> {
     }
     out.extend_from_slice(b"\r\n");
     debug_assert_eq!(out.len(), size);
-    out
 }
 
 enum HeadError {
