@@ -46,6 +46,10 @@ pub fn content_length(value: &[u8]) -> Option<u64> {
     std::str::from_utf8(s).ok()?.parse().ok()
 }
 
+/// A header of a parsed head: its name, and where its value lies in the head
+/// (see [`place`]).
+pub type Field = (HeaderName, std::ops::Range<usize>);
+
 /// Where `part`, a slice of `buf` (as `httparse` returns them), lies in it:
 /// so that it can be taken, without a copy, from the head once that is split
 /// off the read buffer.

@@ -50,7 +50,7 @@ pub(super) struct Conn {
     /// Bytes read but not consumed yet (empty between exchanges).
     buf: BytesMut,
     /// Scratch list of a response head's headers while it is parsed.
-    fields: Vec<Field>,
+    fields: Vec<headers::Field>,
     /// The request head being written (kept for the next one; see [`MAX_KEPT_HEAD`]).
     head: Vec<u8>,
     /// Whether it served an exchange before (only then may a failure before
@@ -317,11 +317,8 @@ struct Found {
 /// else its length and the final head, or `None` for an interim (1xx) response.
 type Parsed = Option<(usize, Option<Found>)>;
 
-/// A header of a parsed head: its name, and where its value lies in the head.
-type Field = (HeaderName, std::ops::Range<usize>);
-
 /// The header map of a final head, its values sliced from `head`.
-fn header_map(head: &Bytes, fields: &mut Vec<Field>, drop_length: bool) -> Result<HeaderMap, HeadError> {
+fn header_map(head: &Bytes, fields: &mut Vec<headers::Field>, drop_length: bool) -> Result<HeaderMap, HeadError> {
     // Room for the header the gateway adds (`x-request-id`) without growing.
     let mut headers = HeaderMap::with_capacity(fields.len() + 1);
     for (name, value) in fields.drain(..) {
@@ -337,7 +334,7 @@ fn header_map(head: &Bytes, fields: &mut Vec<Field>, drop_length: bool) -> Resul
 
 /// One response head from the start of `buf`; its headers' names and value
 /// places go to `fields`.
-fn parse_head(buf: &[u8], head_request: bool, fields: &mut Vec<Field>) -> Result<Parsed, HeadError> {
+fn parse_head(buf: &[u8], head_request: bool, fields: &mut Vec<headers::Field>) -> Result<Parsed, HeadError> {
     fields.clear();
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut slots);

@@ -178,13 +178,10 @@ enum Parse {
     NotMine,
 }
 
-/// A header of a parsed head: its name, and where its value lies in the head.
-type Field = (HeaderName, std::ops::Range<usize>);
-
 /// One request head from the start of `buf`, taken off it when complete:
 /// the request's target and header values are slices of those very bytes
 /// (no copy; `fields` is the connection's scratch list).
-fn parse(buf: &mut BytesMut, limits: &Limits, fields: &mut Vec<Field>) -> Parse {
+fn parse(buf: &mut BytesMut, limits: &Limits, fields: &mut Vec<headers::Field>) -> Parse {
     fields.clear();
     let (len, method, target, keep_alive) = match scan(buf, limits, fields) {
         Scan::Complete(found) => found,
@@ -212,7 +209,7 @@ enum Scan {
 }
 
 /// Parses the head at the start of `buf` and checks it is one the lean server takes.
-fn scan(buf: &[u8], limits: &Limits, fields: &mut Vec<Field>) -> Scan {
+fn scan(buf: &[u8], limits: &Limits, fields: &mut Vec<headers::Field>) -> Scan {
     // Header slots on the stack, not initialized (httparse fills them).
     let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
     let mut heap = Vec::new();
@@ -265,7 +262,7 @@ fn request(
     head: &Bytes,
     method: Method,
     target: std::ops::Range<usize>,
-    fields: &mut Vec<Field>,
+    fields: &mut Vec<headers::Field>,
 ) -> Option<Request<RequestBody>> {
     let uri = Uri::from_maybe_shared(head.slice(target)).ok()?;
     // Room for the headers the gateway adds upstream (`x-forwarded-for`,
