@@ -21,6 +21,9 @@ fn snapshot() -> &'static rolegate::snapshot::Snapshot {
             "/lit",
             "/lit/",
             "/z/**/y",
+            "/s/*",
+            "/p/{id}",
+            "/a/b",
         ] {
             for m in ["", "methods = [\"POST\"]\n"] {
                 text.push_str(&format!("[[routes]]\npath = \"{p}\"\npublic = true\n{m}"));
