@@ -58,6 +58,25 @@ pub fn place(buf: &[u8], part: &[u8]) -> std::ops::Range<usize> {
     start..start + part.len()
 }
 
+/// The header map of a head split off its read buffer: each field's value is
+/// a slice of `head` (no copy), in order, but for the fields named `leave_out`;
+/// room is left for `extra` more headers. `fields` is emptied.
+pub fn header_map(
+    head: &bytes::Bytes,
+    fields: &mut Vec<Field>,
+    extra: usize,
+    leave_out: Option<&HeaderName>,
+) -> Result<HeaderMap, http::header::InvalidHeaderValue> {
+    let mut headers = HeaderMap::with_capacity(fields.len() + extra);
+    for (name, value) in fields.drain(..) {
+        if leave_out.is_some_and(|n| *n == name) {
+            continue;
+        }
+        headers.append(name, HeaderValue::from_maybe_shared(head.slice(value))?);
+    }
+    Ok(headers)
+}
+
 /// Whether a comma-separated header value lists `token` (case-insensitively).
 pub fn lists_token(value: &[u8], token: &[u8]) -> bool {
     value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{HeaderName, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use hyper::body::{Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
@@ -320,16 +320,8 @@ type Parsed = Option<(usize, Option<Found>)>;
 /// The header map of a final head, its values sliced from `head`.
 fn header_map(head: &Bytes, fields: &mut Vec<headers::Field>, drop_length: bool) -> Result<HeaderMap, HeadError> {
     // Room for the header the gateway adds (`x-request-id`) without growing.
-    let mut headers = HeaderMap::with_capacity(fields.len() + 1);
-    for (name, value) in fields.drain(..) {
-        if drop_length && name == CONTENT_LENGTH {
-            continue;
-        }
-        let value = HeaderValue::from_maybe_shared(head.slice(value))
-            .map_err(|_| HeadError::Invalid("a response header value is not valid"))?;
-        headers.append(name, value);
-    }
-    Ok(headers)
+    headers::header_map(head, fields, 1, drop_length.then_some(&CONTENT_LENGTH))
+        .map_err(|_| HeadError::Invalid("a response header value is not valid"))
 }
 
 /// One response head from the start of `buf`; its headers' names and value

@@ -25,7 +25,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderName};
 use http::{Method, Request, StatusCode, Uri, Version};
 use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -267,10 +267,7 @@ fn request(
     let uri = Uri::from_maybe_shared(head.slice(target)).ok()?;
     // Room for the headers the gateway adds upstream (`x-forwarded-for`,
     // `-proto`, `-host`, `x-request-id`) without growing.
-    let mut headers = http::HeaderMap::with_capacity(fields.len() + 4);
-    for (name, value) in fields.drain(..) {
-        headers.append(name, HeaderValue::from_maybe_shared(head.slice(value)).ok()?);
-    }
+    let headers = headers::header_map(head, fields, 4, None).ok()?;
     let mut req = Request::new(RequestBody::Empty);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
