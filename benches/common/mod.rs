@@ -59,3 +59,21 @@ pub fn fixture(n: usize) -> Fixture {
     std::fs::write(&config, routes_toml(n)).unwrap();
     Fixture { dir, config, rsa, ec }
 }
+
+/// [`fixture`] with the key pairs read from `dir` (`rsa.key`, `rsa.pub.pem`,
+/// `ec.key`, `ec.pub.pem`) instead of generated.
+pub fn fixture_with_keys(n: usize, dir: &std::path::Path) -> Fixture {
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let pair = |private: &str, public: &str| rolegate::keygen::PemPair {
+        private_pem: read(private),
+        public_pem: read(public),
+        public_jwk: serde_json::Value::Null,
+    };
+    let (rsa, ec) = (pair("rsa.key", "rsa.pub.pem"), pair("ec.key", "ec.pub.pem"));
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("rsa.pub.pem"), &rsa.public_pem).unwrap();
+    std::fs::write(tmp.path().join("ec.pub.pem"), &ec.public_pem).unwrap();
+    let config = tmp.path().join("routes.toml");
+    std::fs::write(&config, routes_toml(n)).unwrap();
+    Fixture { dir: tmp, config, rsa, ec }
+}
