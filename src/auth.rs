@@ -52,14 +52,16 @@ pub async fn verify_or_refetch(
     now: u64,
 ) -> Result<Arc<Identity>, TokenError> {
     match verify_cached(token, issuers, roles, cache, now) {
-        Err(TokenError::UnknownKid) => {
+        // An issuer without keys (its IdP down at start) or without this kid (a
+        // rotation): one rate-limited fetch, then a second try.
+        Err(e @ (TokenError::UnknownKid | TokenError::KeysUnavailable)) => {
             let remote = issuer_of(token_text(token), issuers).and_then(|i| i.remote.clone());
             match remote {
                 // Boxed: rare, and a large future that every request would otherwise carry.
                 Some(remote) if Box::pin(remote.refetch_for_unknown_kid()).await => {
                     verify_cached(token, issuers, roles, cache, now)
                 }
-                _ => Err(TokenError::UnknownKid),
+                _ => Err(e),
             }
         }
         other => other,

@@ -178,6 +178,10 @@ pub enum Denial {
     InvalidToken(TokenError),
     /// Valid token, requirement not met: 403 `error="insufficient_scope"`.
     Forbidden { missing_permissions: Vec<String>, reason: String },
+    /// The token's issuer has no usable key at all (not fetched yet, or its
+    /// IdP was down at start): 503 with `Retry-After`, never allowed, in
+    /// report mode too; the caller's token is not at fault.
+    KeysUnavailable,
 }
 
 impl fmt::Display for Denial {
@@ -186,6 +190,7 @@ impl fmt::Display for Denial {
             Denial::MissingToken => f.write_str("no bearer token"),
             Denial::InvalidToken(e) => write!(f, "{e}"),
             Denial::Forbidden { reason, .. } => f.write_str(reason),
+            Denial::KeysUnavailable => f.write_str("the token's issuer has no keys yet"),
         }
     }
 }
@@ -241,7 +246,7 @@ pub fn decide(route: &Route, target: Target, auth: Auth) -> Result<Permit, Denia
     let permit = |report| Permit { target, upstream: Arc::clone(&route.upstream), identity, report };
     match verdict {
         Ok(()) => Ok(permit(None)),
-        Err(denial) if route.mode == Mode::Report => Ok(permit(Some(denial))),
+        Err(denial) if route.mode == Mode::Report && denial != Denial::KeysUnavailable => Ok(permit(Some(denial))),
         Err(denial) => Err(denial),
     }
 }
@@ -254,6 +259,7 @@ pub fn evaluate(route: &Route, path: &str, auth: &Auth) -> Result<(), Denial> {
     };
     let ident = match auth {
         Auth::Missing => return Err(Denial::MissingToken),
+        Auth::Invalid(TokenError::KeysUnavailable) => return Err(Denial::KeysUnavailable),
         Auth::Invalid(e) => return Err(Denial::InvalidToken(e.clone())),
         Auth::Valid(id) => id,
     };

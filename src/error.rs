@@ -34,6 +34,7 @@ impl GatewayError {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::Denied(Denial::MissingToken | Denial::InvalidToken(_)) => StatusCode::UNAUTHORIZED,
             GatewayError::Denied(Denial::Forbidden { .. }) => StatusCode::FORBIDDEN,
+            GatewayError::Denied(Denial::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Upstream(UpstreamError::Connect(_) | UpstreamError::Failed(..)) => StatusCode::BAD_GATEWAY,
         }
@@ -47,6 +48,7 @@ impl GatewayError {
             GatewayError::Denied(Denial::MissingToken) => "missing_token",
             GatewayError::Denied(Denial::InvalidToken(_)) => "invalid_token",
             GatewayError::Denied(Denial::Forbidden { .. }) => "insufficient_scope",
+            GatewayError::Denied(Denial::KeysUnavailable) => "keys_unavailable",
             GatewayError::Upstream(UpstreamError::Timeout(_)) => "upstream_timeout",
             GatewayError::Upstream(UpstreamError::Connect(_) | UpstreamError::Failed(..)) => "upstream_unavailable",
         }
@@ -83,7 +85,10 @@ impl GatewayError {
                     format!("Bearer error=\"insufficient_scope\", scope=\"{}\"", quoted(&missing_permissions.join(" ")))
                 })
             }
-            GatewayError::BadRequest(_) | GatewayError::NoRoute | GatewayError::Upstream(_) => None,
+            GatewayError::BadRequest(_)
+            | GatewayError::NoRoute
+            | GatewayError::Upstream(_)
+            | GatewayError::Denied(Denial::KeysUnavailable) => None,
         }
     }
 
@@ -100,6 +105,10 @@ impl GatewayError {
         h.insert(X_REQUEST_ID.clone(), request_id.clone());
         if let Some(v) = self.www_authenticate().and_then(|v| HeaderValue::from_str(&v).ok()) {
             h.insert(WWW_AUTHENTICATE, v);
+        }
+        if let GatewayError::Denied(Denial::KeysUnavailable) = self {
+            // The key sets of an issuer without keys are fetched again every 5 s.
+            h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         resp
     }
@@ -147,6 +156,7 @@ mod tests {
             }),
             GatewayError::Upstream(UpstreamError::Timeout("u".into())),
             GatewayError::Upstream(UpstreamError::Failed("u".into(), "why".into())),
+            GatewayError::Denied(Denial::KeysUnavailable),
         ];
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         for id in ["r1", "a\"b\\c/<>"] {
@@ -182,5 +192,10 @@ mod tests {
         assert_eq!(GatewayError::BadRequest(RequestError::EncodedSlash).status(), 400);
         assert_eq!(GatewayError::Upstream(UpstreamError::Connect("u".into())).status(), 502);
         assert_eq!(GatewayError::Upstream(UpstreamError::Timeout("u".into())).status(), 504);
+        let e = GatewayError::Denied(Denial::KeysUnavailable);
+        let resp = e.response(&HeaderValue::from_static("r1"));
+        assert_eq!((resp.status().as_u16(), e.code()), (503, "keys_unavailable"));
+        assert_eq!(resp.headers().get(http::header::RETRY_AFTER).unwrap(), "5");
+        assert_eq!(www(&e), None, "not the caller's token's fault");
     }
 }

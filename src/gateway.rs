@@ -91,6 +91,7 @@ impl Gateway {
                     GatewayError::NoRoute => "no_route",
                     GatewayError::Denied(Denial::MissingToken | Denial::InvalidToken(_)) => "deny_401",
                     GatewayError::Denied(Denial::Forbidden { .. }) => "deny_403",
+                    GatewayError::Denied(Denial::KeysUnavailable) => "keys_unavailable",
                     GatewayError::Upstream(e) => {
                         tracing::warn!(request_id = request_id.to_str().unwrap_or(""), error = %e, "upstream error");
                         self.metrics.upstream_errors.get_or_create(&ReasonLabels { reason: e.kind() }).inc();
@@ -145,6 +146,10 @@ impl Gateway {
         peer: Peer<'_>,
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, GatewayError> {
+        if snap.forward.underscores == headers::Underscores::Reject && headers::underscore_name(req.headers()).is_some()
+        {
+            return Err(normalize::RequestError::UnderscoreHeader.into());
+        }
         let target = normalize::normalize_request(req.method(), req.uri(), req.headers())?;
         let token = auth::extract(req.headers())?;
         let host_value = req
@@ -202,7 +207,7 @@ impl Gateway {
         }
         // An Upgrade (WebSocket…) on an allowed route is passed through: only now,
         // after the verdict, so a denied route never upgrades.
-        let upgrade = headers::upgrade_request(req.headers());
+        let upgrade = headers::upgrade_request(req.headers(), &route.upgrades);
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         headers::upstream_request(
             req.headers_mut(),
@@ -211,6 +216,7 @@ impl Gateway {
             host_value.as_ref(),
             request_id,
             permit.identity().map(|a| &**a),
+            permit.target(),
         );
         if let Some(protocol) = &upgrade {
             headers::set_upgrade(req.headers_mut(), protocol);
@@ -225,9 +231,28 @@ impl Gateway {
         ctx.upstream_wait = waiting.elapsed();
         let mut resp = resp?;
         let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+        // A 101 is an answer to an upgrade that was asked for, to one of the
+        // protocols asked for; anything else would hand the connection to a
+        // protocol nobody authorized.
+        let requested: Vec<Box<str>> = match &upgrade {
+            Some(v) => v
+                .to_str()
+                .unwrap_or_default()
+                .split(',')
+                .map(|p| Box::from(p.trim().split('/').next().unwrap_or_default()))
+                .collect(),
+            None => Vec::new(),
+        };
+        let granted = headers::upgrade_request(resp.headers(), &requested);
+        if switching && (client_upgrade.is_none() || granted.is_none()) {
+            return Err(forward::UpstreamError::Failed(
+                route.upstream.name.clone(),
+                "a 101 Switching Protocols that no allowed upgrade asked for".into(),
+            )
+            .into());
+        }
         let upstream_upgrade = (switching && client_upgrade.is_some()).then(|| hyper::upgrade::on(&mut resp));
         let (mut parts, body) = resp.into_parts();
-        let granted = headers::upgrade_request(&parts.headers);
         headers::client_response(&mut parts.headers, request_id);
         if let (Some(client), Some(upstream), Some(protocol)) = (client_upgrade, upstream_upgrade, granted) {
             headers::set_upgrade(&mut parts.headers, &protocol);

@@ -1,6 +1,12 @@
 //! Header rewriting, both ways: hop-by-hop removal (RFC 9110 §7.6.1),
-//! `X-Forwarded-*`, request ids, and the identity headers of `[forward]`,
-//! whose client-sent copies are always removed.
+//! `X-Forwarded-*`, request ids, and the identity headers of `[forward]`.
+//!
+//! What reaches the upstream is the request that was authorized, and nothing
+//! a client added to change it (SPEC "What reaches the upstream"): client
+//! headers in the identity namespace (`[forward] strip`), header names with
+//! `_` (`[server] underscore_headers`), method- and URL-override headers, and
+//! the forwarding headers that carry a path or an address are removed or
+//! replaced by the gateway's own values, all in [`upstream_request`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,12 +23,20 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+static X_FORWARDED_PATH: HeaderName = HeaderName::from_static("x-forwarded-path");
+static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+
+const HOP_BY_HOP: usize = 10;
 
 /// Hop-by-hop headers that never cross the gateway (plus any named in
-/// `Connection`; `Upgrade` is restored for an allowed upgrade). `Connection` first.
-fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
+/// `Connection`; `Upgrade` is restored for an allowed upgrade; `HTTP2-Settings`
+/// belongs to the `h2c` upgrade, which is never passed on). `Connection` first.
+fn fixed_hop_by_hop() -> [&'static HeaderName; HOP_BY_HOP] {
     [
         &header::CONNECTION,
         &KEEP_ALIVE,
@@ -33,8 +47,32 @@ fn fixed_hop_by_hop() -> [&'static HeaderName; 9] {
         &header::TRAILER,
         &header::TRANSFER_ENCODING,
         &header::UPGRADE,
+        &HTTP2_SETTINGS,
     ]
 }
+
+/// Client headers that tell a framework to run another method or serve another
+/// path than the request line's (Express, Rails, Laravel, Symfony, Spring, IIS
+/// honour some of them): removed from every request unless `[forward]
+/// keep_client_headers` names them.
+pub const OVERRIDE_HEADERS: [&str; 6] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+];
+
+/// Forwarding headers that carry a path or an address: handled like
+/// `X-Forwarded-For` (the gateway's own value), see [`upstream_request`].
+pub const PATH_AND_ADDRESS_HEADERS: [&str; 4] =
+    ["x-forwarded-uri", "x-forwarded-path", "x-forwarded-prefix", "x-real-ip"];
+
+/// Headers the gateway sets itself: a client's copy spelled with `_` (which a
+/// CGI-style upstream would read as the same variable) is always removed.
+const GATEWAY_SET: [&str; 6] =
+    ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-request-id", "host"];
 
 /// A `Content-Length` value: decimal digits only (no sign, no spaces inside;
 /// spaces around are allowed).
@@ -89,7 +127,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // there; only those are removed (most messages have none, or only
     // `Connection: keep-alive`).
     let fixed = fixed_hop_by_hop();
-    let mut present = [false; 9];
+    let mut present = [false; HOP_BY_HOP];
     for name in headers.keys() {
         if let Some(i) = fixed.iter().position(|f| *f == name) {
             present[i] = true;
@@ -116,18 +154,37 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The protocol of an Upgrade request or a 101 response (`Upgrade: websocket`
-/// with `Connection: upgrade`), if it is one.
-pub fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
+/// The protocols an Upgrade request or a 101 response names (`Upgrade:
+/// websocket` with `Connection: upgrade`) that are in `allowed`, as the value
+/// to pass on; `None` when it is no upgrade or names none of them. `h2c` is
+/// never allowed: an upgrade to cleartext HTTP/2 would let the client talk to
+/// the upstream past the gateway for the rest of the connection.
+pub fn upgrade_request(headers: &HeaderMap, allowed: &[Box<str>]) -> Option<HeaderValue> {
     // Most messages have no `Upgrade`: that one lookup is all they cost.
-    let protocol = headers.get(header::UPGRADE)?;
+    let mut values = headers.get_all(header::UPGRADE).iter().peekable();
+    values.peek()?;
     let connection_upgrade = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    connection_upgrade.then(|| protocol.clone())
+    if !connection_upgrade {
+        return None;
+    }
+    let granted: Vec<&str> = values
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| {
+            let name = p.split('/').next().unwrap_or_default();
+            !name.eq_ignore_ascii_case("h2c") && allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+        })
+        .collect();
+    if granted.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&granted.join(", ")).ok()
 }
 
 /// Restores `Upgrade` and `Connection: upgrade` (removed with the hop-by-hop headers).
@@ -147,12 +204,112 @@ pub enum IdentitySource {
     Permissions,
 }
 
-/// `[forward]`, compiled.
+/// `[forward]` (and `[server] underscore_headers`), compiled.
 #[derive(Debug, Clone, Default)]
 pub struct ForwardPlan {
     /// Keep the client's Authorization header for the upstream.
     pub authorization: bool,
     pub identity: Vec<(HeaderName, IdentitySource)>,
+    /// Client header names in the identity namespace, removed on every route.
+    pub strip: Vec<NamePattern>,
+    /// Override and path-carrying headers a client may still send (`keep_client_headers`).
+    pub keep: Vec<HeaderName>,
+    pub underscores: Underscores,
+}
+
+/// `[server] underscore_headers`: client header names containing `_`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Underscores {
+    #[default]
+    Drop,
+    Reject,
+    Allow,
+}
+
+/// A pattern on header names (lower-case, `_` read as `-`): a `[forward]
+/// strip` glob. Most are a prefix and a `*` (`x-auth-*`), checked without a
+/// glob matcher.
+#[derive(Debug, Clone)]
+pub enum NamePattern {
+    Exact(Box<str>),
+    Prefix(Box<str>),
+    Glob(globset::GlobMatcher),
+}
+
+impl NamePattern {
+    /// The pattern for a glob (already lower-case).
+    pub fn new(glob: &str) -> Result<NamePattern, String> {
+        let special = |c: char| matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\');
+        if !glob.contains(special) {
+            return Ok(NamePattern::Exact(glob.into()));
+        }
+        if let Some(prefix) = glob.strip_suffix('*').filter(|p| !p.contains(special)) {
+            return Ok(NamePattern::Prefix(prefix.into()));
+        }
+        globset::Glob::new(glob).map(|g| NamePattern::Glob(g.compile_matcher())).map_err(|e| e.to_string())
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            NamePattern::Exact(n) => **n == *name,
+            NamePattern::Prefix(p) => name.starts_with(&**p),
+            NamePattern::Glob(g) => g.is_match(name),
+        }
+    }
+
+    /// The default `strip` pattern of an identity header: its family, the name
+    /// without its last `-` word (`x-auth-subject` → `x-auth-*`); a name of one
+    /// or two words (`x-user`) is its own family (`x-user`, `x-user-*`).
+    pub fn family(identity_header: &str) -> Vec<NamePattern> {
+        match identity_header.rsplit_once('-') {
+            Some((stem, _)) if stem.contains('-') => vec![NamePattern::Prefix(format!("{stem}-").into())],
+            _ => vec![
+                NamePattern::Exact(identity_header.into()),
+                NamePattern::Prefix(format!("{identity_header}-").into()),
+            ],
+        }
+    }
+}
+
+impl std::fmt::Display for NamePattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NamePattern::Exact(n) => f.write_str(n),
+            NamePattern::Prefix(p) => write!(f, "{p}*"),
+            NamePattern::Glob(g) => f.write_str(g.glob().glob()),
+        }
+    }
+}
+
+/// The first client header name containing `_`, for `underscore_headers = "reject"`.
+pub fn underscore_name(headers: &HeaderMap) -> Option<&HeaderName> {
+    headers.keys().find(|n| n.as_str().as_bytes().contains(&b'_'))
+}
+
+/// Whether a client header must not reach the upstream: an underscore name
+/// (unless allowed), a name in the identity namespace, an override header, or
+/// an underscore spelling of a header the gateway sets. `name` is lower-case.
+fn removed_client_header(name: &str, plan: &ForwardPlan) -> bool {
+    let underscore = name.as_bytes().contains(&b'_');
+    if underscore && plan.underscores != Underscores::Allow {
+        return true;
+    }
+    let dashed;
+    let name = if underscore {
+        dashed = name.replace('_', "-");
+        dashed.as_str()
+    } else {
+        name
+    };
+    if plan.strip.iter().any(|p| p.matches(name)) {
+        return true;
+    }
+    if !name.starts_with("x-") && !underscore {
+        return false;
+    }
+    let kept = || plan.keep.iter().any(|k| k.as_str() == name);
+    (OVERRIDE_HEADERS.contains(&name) && !kept())
+        || (underscore && (GATEWAY_SET.contains(&name) || PATH_AND_ADDRESS_HEADERS.contains(&name)))
 }
 
 /// The client end of one connection, prepared once per connection.
@@ -192,7 +349,8 @@ pub fn is_trusted(nets: &[IpNet], ip: IpAddr) -> bool {
     nets.iter().any(|n| n.contains(&ip))
 }
 
-/// Rewrites the client's request headers into the upstream's.
+/// Rewrites the client's request headers into the upstream's. `target` is
+/// the authorized path and query (for `X-Forwarded-Uri` / `-Path`).
 pub fn upstream_request(
     headers: &mut HeaderMap,
     plan: &ForwardPlan,
@@ -200,14 +358,27 @@ pub fn upstream_request(
     host: Option<&HeaderValue>,
     request_id: &HeaderValue,
     identity: Option<&Identity>,
+    target: &crate::normalize::Target,
 ) {
     strip_hop_by_hop(headers);
+    // One pass over the names finds the client headers that must go (most
+    // requests have none: no allocation then).
+    let mut removed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if removed_client_header(name.as_str(), plan) {
+            removed.push(name.clone());
+        }
+    }
+    for name in removed {
+        headers.remove(name);
+    }
     for (name, _) in &plan.identity {
         headers.remove(name);
     }
     if !plan.authorization {
         headers.remove(header::AUTHORIZATION);
     }
+    path_and_address_headers(headers, plan, peer, target);
     let proto = HeaderValue::from_static(if peer.conn.tls { "https" } else { "http" });
     let ip = peer.conn.ip_header.clone();
     if peer.trusted {
@@ -268,6 +439,43 @@ pub fn upstream_request(
             if let Some(v) = &m.value {
                 headers.insert(m.name.clone(), v.clone());
             }
+        }
+    }
+}
+
+/// `X-Forwarded-Uri`, `X-Forwarded-Path`, `X-Forwarded-Prefix`, `X-Real-IP`,
+/// when the client sent them (and `keep_client_headers` does not name them):
+/// the URI and the path become the authorized ones, from any peer (the
+/// upstream must act on the path that was authorized); the prefix and the
+/// address are a trusted proxy's to give and are removed, or for the address
+/// replaced by the peer's, from anyone else.
+fn path_and_address_headers(
+    headers: &mut HeaderMap,
+    plan: &ForwardPlan,
+    peer: Peer<'_>,
+    target: &crate::normalize::Target,
+) {
+    let kept = |name: &HeaderName| plan.keep.contains(name);
+    if headers.contains_key(&X_FORWARDED_URI) && !kept(&X_FORWARDED_URI) {
+        if let Ok(v) = HeaderValue::from_str(target.path_and_query()) {
+            headers.insert(X_FORWARDED_URI.clone(), v);
+        } else {
+            headers.remove(&X_FORWARDED_URI);
+        }
+    }
+    if headers.contains_key(&X_FORWARDED_PATH) && !kept(&X_FORWARDED_PATH) {
+        if let Ok(v) = HeaderValue::from_str(target.path()) {
+            headers.insert(X_FORWARDED_PATH.clone(), v);
+        } else {
+            headers.remove(&X_FORWARDED_PATH);
+        }
+    }
+    if !peer.trusted {
+        if headers.contains_key(&X_FORWARDED_PREFIX) && !kept(&X_FORWARDED_PREFIX) {
+            headers.remove(&X_FORWARDED_PREFIX);
+        }
+        if headers.contains_key(&X_REAL_IP) && !kept(&X_REAL_IP) {
+            headers.insert(X_REAL_IP.clone(), peer.conn.ip_header.clone());
         }
     }
 }
@@ -430,6 +638,7 @@ mod tests {
             permissions_claims: vec![],
             tenant_claim: "tid".into(),
             require_exp: false,
+            token_types: vec![],
             remote: None,
         });
         let claims = serde_json::json!({"sub": "alice", "tid": "acme"}).as_object().unwrap().clone();
@@ -445,11 +654,13 @@ mod tests {
         let plan = |pairs: &[(&'static str, IdentitySource)]| ForwardPlan {
             authorization: true,
             identity: pairs.iter().map(|(n, s)| (HeaderName::from_static(n), s.clone())).collect(),
+            ..ForwardPlan::default()
         };
         let send = |plan: &ForwardPlan| {
             let mut h = HeaderMap::new();
             h.insert("x-user", HeaderValue::from_static("forged"));
-            upstream_request(&mut h, plan, peer, None, &HeaderValue::from_static("r"), Some(&id));
+            let target = crate::normalize::normalize("/x", None).unwrap();
+            upstream_request(&mut h, plan, peer, None, &HeaderValue::from_static("r"), Some(&id), &target);
             ["x-user", "x-roles", "x-tenant"].map(|n| h.get(n).map(|v| v.to_str().unwrap().to_owned()))
         };
         let first = plan(&[("x-user", IdentitySource::Claim("sub".into())), ("x-roles", IdentitySource::Roles)]);

@@ -11,6 +11,9 @@
 //!   (overlong forms included), a dot segment carrying `;` parameters (`..;x`,
 //!   also encoded: `..%3B`, `%2e%2e%3b`),
 //!   and `..` that would climb above the root;
+//! - a double-encoded dot, slash or backslash (`%252e`, `%252f`, `%255c`, any
+//!   case, however the `%25` and the rest were written): an upstream that
+//!   decodes twice would see `.`, `/` or `\`;
 //! - percent-escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded;
 //!   every other escape is kept, with upper-case hex digits;
 //! - `.` segments are removed and `..` removes the previous segment (RFC 3986 §5.2.4),
@@ -62,6 +65,8 @@ pub enum RequestError {
     HostMismatch,
     DuplicateHost,
     DuplicateAuthorization,
+    DoubleEncoded,
+    UnderscoreHeader,
 }
 
 impl RequestError {
@@ -82,6 +87,8 @@ impl RequestError {
             RequestError::HostMismatch => "host_mismatch",
             RequestError::DuplicateHost => "duplicate_host",
             RequestError::DuplicateAuthorization => "duplicate_authorization",
+            RequestError::DoubleEncoded => "double_encoded",
+            RequestError::UnderscoreHeader => "underscore_header",
         }
     }
 }
@@ -103,6 +110,10 @@ impl fmt::Display for RequestError {
             RequestError::HostMismatch => "the absolute-form target names another host than the Host header",
             RequestError::DuplicateHost => "the request has more than one Host header",
             RequestError::DuplicateAuthorization => "the request has more than one Authorization header",
+            RequestError::DoubleEncoded => {
+                "the path contains a double-encoded dot, slash or backslash (%252e, %252f, %255c)"
+            }
+            RequestError::UnderscoreHeader => "a header name contains an underscore",
         })
     }
 }
@@ -211,6 +222,12 @@ fn normalize_segments(raw_path: &str, query: Option<&str>) -> Result<Target, Req
     if out.is_empty() || trailing_slash {
         out.push('/');
     }
+    // Checked on the result, where every escape is in one form (`%25` stays
+    // `%25`, an escaped `2` or `e` after it has been decoded): `%25%32%65` is
+    // caught like `%252e`.
+    if double_encoded(&out) {
+        return Err(RequestError::DoubleEncoded);
+    }
     let path_len = out.len();
     if let Some(q) = query {
         out.push('?');
@@ -224,6 +241,14 @@ fn normalize_segments(raw_path: &str, query: Option<&str>) -> Result<Target, Req
 fn is_dot_with_params(seg: &str) -> bool {
     let rest = seg.trim_start_matches('.');
     matches!(seg.len() - rest.len(), 1 | 2) && (rest.starts_with(';') || rest.starts_with("%3B"))
+}
+
+/// Whether a normalized path holds `%25` followed by `2E`, `2F` or `5C` (any case).
+fn double_encoded(path: &str) -> bool {
+    path.match_indices("%25").any(|(i, _)| {
+        let after = path.as_bytes().get(i + 3..i + 5).unwrap_or_default();
+        matches!(after, [b'2', b'e' | b'E' | b'f' | b'F'] | [b'5', b'c' | b'C'])
+    })
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -333,6 +358,10 @@ mod tests {
             ("/a;b", "/a;b"),
             ("/a/.", "/a/"),
             ("/..a/b", "/..a/b"),
+            ("/a%2541", "/a%2541"),
+            ("/a%25", "/a%25"),
+            ("/a%252", "/a%252"),
+            ("/a%2525", "/a%2525"),
         ];
         for (input, want) in cases {
             assert_eq!(n(input).as_deref(), Ok(want), "{input}");
@@ -361,6 +390,16 @@ mod tests {
             ("/a/../..", RequestError::AboveRoot),
             ("/%2e%2e/x", RequestError::AboveRoot),
             ("a/b", RequestError::BadTarget),
+            ("/a/%252e%252e/b", RequestError::DoubleEncoded),
+            ("/a/%252E", RequestError::DoubleEncoded),
+            ("/a%252fb", RequestError::DoubleEncoded),
+            ("/a%252Fb", RequestError::DoubleEncoded),
+            ("/a%255cb", RequestError::DoubleEncoded),
+            ("/a%255Cb", RequestError::DoubleEncoded),
+            ("/a%25%32%65", RequestError::DoubleEncoded),
+            ("/a%25%32%46", RequestError::DoubleEncoded),
+            ("/a%25%35%63", RequestError::DoubleEncoded),
+            ("/a%252%65", RequestError::DoubleEncoded),
         ];
         for (input, want) in cases {
             assert_eq!(n(input), Err(want), "{input}");

@@ -54,6 +54,8 @@ pub struct Route {
     pub upstream: Arc<Upstream>,
     pub access: Access,
     pub mode: Mode,
+    /// `Upgrade` protocols passed through on this route (never `h2c`).
+    pub upgrades: Arc<[Box<str>]>,
 }
 
 impl Route {

@@ -65,6 +65,15 @@ fn path_cases(reader: &str) -> Vec<Case> {
         "/v1/users/%ff",
         "/v1/users/%c3",
         "/v1/users/%ed%a0%80",
+        // Double encoding: an upstream that decodes twice would see `..`, `/`, `\`.
+        "/v1/users/%252e%252e/%252e%252e/admin",
+        "/v1/users/%252E%252E/admin",
+        "/v1/users/7%252fadmin",
+        "/v1/users/7%252Fadmin",
+        "/v1/users/7%255cadmin",
+        "/v1/users/7%255C..%255Cadmin",
+        "/v1/users/%25%32%65%25%32%65/admin",
+        "/v1/users/%25%32%66admin",
     ] {
         add(t, 400, None);
     }
@@ -247,4 +256,138 @@ async fn hostile_requests_get_exact_statuses_and_never_slip_through() {
     }
     println!("adversarial cases per class: {per_class:?} (total {})", cases.len());
     assert!(cases.len() >= 100, "{}", cases.len());
+}
+
+/// One request through the gateway with extra raw header lines (and a reader
+/// token); returns the status and what the upstream saw.
+async fn through(gw: &TestGateway, method: &str, target: &str, extra: &str) -> (u16, Option<rolegate::echo::Seen>) {
+    let reader = rs256(&claims(json!({"ts_roles": ["reader"]})));
+    let before = gw.upstream_saw().len();
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {reader}\r\n{extra}Connection: close\r\n\r\n"
+    );
+    let (status, _) = raw(gw.addr, req.as_bytes()).await;
+    let seen = gw.upstream_saw();
+    assert!(seen.len() <= before + 1);
+    (status, seen.get(before).cloned())
+}
+
+/// The upstream acts on exactly the request that was authorized: no client
+/// header can give it another identity (identity namespace, underscore
+/// spellings), another method or path (override headers), or another path or
+/// address through a forwarding header (replaced by the gateway's values).
+#[tokio::test]
+async fn client_headers_never_change_what_the_upstream_acts_on() {
+    let gw = TestGateway::start().await;
+    let names = |seen: &rolegate::echo::Seen| seen.headers.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    // Identity: underscore spellings and unset names of the identity family.
+    let forged = "X_Auth_Roles: admin\r\nX_AUTH_SUBJECT: root\r\nx-auth-user: root\r\nX-Auth-Admin: yes\r\n\
+                  x_auth-tenant: other\r\nX-Custom_Thing: 1\r\nx_forwarded_for: 6.6.6.6\r\n";
+    let (status, seen) = through(&gw, "GET", "/v1/users/7", forged).await;
+    let seen = seen.expect("forwarded");
+    assert_eq!(status, 200);
+    let got = names(&seen);
+    for name in got.iter() {
+        assert!(!name.contains('_'), "a header with an underscore reached the upstream: {got:?}");
+    }
+    assert!(!got.iter().any(|n| n == "x-auth-user" || n == "x-auth-admin"), "{got:?}");
+    assert_eq!(seen.header("x-auth-roles"), Some("reader"), "the gateway's value, alone");
+    assert_eq!(seen.headers.iter().filter(|(n, _)| n == "x-auth-roles").count(), 1);
+    assert_eq!(seen.header("x-auth-subject"), Some("user-1"));
+    assert_eq!(seen.header("x-auth-tenant"), Some("acme"));
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+
+    // Method and URL overrides never reach the upstream.
+    let overrides = "X-HTTP-Method-Override: DELETE\r\nX-HTTP-Method: DELETE\r\nX-Method-Override: DELETE\r\n\
+                     X-Original-URL: /admin/secret\r\nX-Rewrite-URL: /admin/secret\r\nX-Original-URI: /admin/secret\r\n";
+    let (status, seen) = through(&gw, "GET", "/v1/users/7", overrides).await;
+    let seen = seen.expect("forwarded");
+    assert_eq!(status, 200);
+    for name in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-original-uri",
+    ] {
+        assert_eq!(seen.header(name), None, "{name} reached the upstream");
+    }
+    assert_eq!((seen.method.as_str(), seen.path_and_query.as_str()), ("GET", "/v1/users/7"));
+
+    // Forwarding headers that carry a path or an address: the gateway's values.
+    let forwarding = "X-Forwarded-Uri: /admin/secret?x=1\r\nX-Forwarded-Path: /admin/secret\r\n\
+                      X-Forwarded-Prefix: /admin\r\nX-Real-IP: 10.0.0.1\r\n";
+    let (status, seen) = through(&gw, "GET", "/v1//users/./7?q=1", forwarding).await;
+    let seen = seen.expect("forwarded");
+    assert_eq!(status, 200);
+    assert_eq!(seen.header("x-forwarded-uri"), Some("/v1/users/7?q=1"), "the authorized path and query");
+    assert_eq!(seen.header("x-forwarded-path"), Some("/v1/users/7"));
+    assert_eq!(seen.header("x-forwarded-prefix"), None);
+    assert_eq!(seen.header("x-real-ip"), Some("127.0.0.1"), "the peer's address");
+
+    // The same on a public route (no identity, still no forged one).
+    let (status, seen) = through(&gw, "GET", "/docs/a", "X-Auth-Roles: admin\r\nX_Auth_Subject: root\r\n").await;
+    let seen = seen.expect("forwarded");
+    assert_eq!(status, 200);
+    assert!(!names(&seen).iter().any(|n| n.starts_with("x-auth") || n.starts_with("x_auth")), "{:?}", names(&seen));
+}
+
+/// `[server] underscore_headers` and `[forward] strip` / `keep_client_headers`.
+#[tokio::test]
+async fn header_hygiene_settings() {
+    let reject = STANDARD_ROUTES.replacen(
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"127.0.0.1:0\"\nunderscore_headers = \"reject\"",
+        1,
+    );
+    let gw = TestGateway::with_routes(&reject).await;
+    let (status, seen) = through(&gw, "GET", "/v1/users/7", "X_Custom: 1\r\n").await;
+    assert_eq!((status, seen.is_none()), (400, true), "reject: 400, never forwarded");
+    assert_eq!(through(&gw, "GET", "/v1/users/7", "X-Custom: 1\r\n").await.0, 200);
+
+    let allow = STANDARD_ROUTES
+        .replacen("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nunderscore_headers = \"allow\"", 1)
+        .replacen(
+            "[forward]\n",
+            "[forward]\nstrip = [\"x-auth-*\", \"x-internal-*\"]\nkeep_client_headers = [\"X-HTTP-Method-Override\"]\n",
+            1,
+        );
+    let gw = TestGateway::with_routes(&allow).await;
+    let (status, seen) = through(
+        &gw,
+        "GET",
+        "/v1/users/7",
+        "X_Custom: 1\r\nX_Auth_Roles: admin\r\nx_internal_flag: 1\r\nX-Internal-User: root\r\nX_Forwarded_Host: evil\r\n\
+         X-HTTP-Method-Override: PATCH\r\nX-Original-URL: /admin\r\n",
+    )
+    .await;
+    let seen = seen.expect("forwarded");
+    assert_eq!(status, 200);
+    assert_eq!(seen.header("x_custom"), Some("1"), "allowed underscore names pass");
+    for gone in ["x_auth_roles", "x_internal_flag", "x-internal-user", "x_forwarded_host", "x-original-url"] {
+        assert_eq!(seen.header(gone), None, "{gone}");
+    }
+    assert_eq!(seen.header("x-http-method-override"), Some("PATCH"), "kept on request");
+}
+
+/// `Upgrade` only for the protocols a route allows (default `websocket`),
+/// `h2c` never: its `Upgrade` and `HTTP2-Settings` are removed however
+/// `Connection` lists them, and the request is forwarded as a plain one.
+#[tokio::test]
+async fn h2c_and_unlisted_upgrades_are_never_forwarded() {
+    let gw = TestGateway::start().await;
+    for extra in [
+        "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings\r\n",
+        "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade\r\n",
+        "Upgrade: H2C, foo\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: upgrade\r\n",
+        "Upgrade: foo/1\r\nConnection: upgrade\r\n",
+    ] {
+        let (status, seen) = through(&gw, "GET", "/v1/users/7", extra).await;
+        let seen = seen.expect("forwarded as a plain request");
+        assert_eq!(status, 200, "{extra}");
+        assert_eq!(seen.header("upgrade"), None, "{extra}");
+        assert_eq!(seen.header("http2-settings"), None, "{extra}");
+        assert!(!seen.header("connection").unwrap_or_default().to_ascii_lowercase().contains("upgrade"), "{extra}");
+    }
 }

@@ -243,3 +243,45 @@ fn check_warns_when_a_public_route_takes_some_requests_of_a_protected_one() {
     assert!(!w.contains("\"private images\" overlaps"), "*.png and *.jpg never meet: {w}");
     assert!(!w.contains("\"writes\" overlaps"), "GET-only public routes do not take POSTs: {w}");
 }
+
+/// The header-hygiene keys: `h2c` in `upgrades` is refused; `check` warns
+/// about `keep_client_headers` and about identity headers outside `strip`.
+#[test]
+fn header_hygiene_keys_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.toml");
+    let base = "[upstreams.default]\nurl = \"http://127.0.0.1:9\"\n";
+    std::fs::write(
+        &path,
+        format!("{base}[[routes]]\npath = \"/ws\"\npublic = true\nupgrades = [\"websocket\", \"h2c\"]\n"),
+    )
+    .unwrap();
+    let e = rolegate::config::load(&path, None).unwrap_err().to_string();
+    assert!(e.contains("h2c is never passed through") && e.contains("routes.toml:6:"), "{e}");
+    std::fs::write(&path, format!("{base}[forward]\nkeep_client_headers = [\"x-custom\"]\n")).unwrap();
+    let e = rolegate::config::load(&path, None).unwrap_err().to_string();
+    assert!(e.contains("none of the headers the gateway removes"), "{e}");
+    std::fs::write(
+        &path,
+        format!(
+            "{base}[forward]\nheaders = {{ \"x-auth-subject\" = \"sub\", \"x-user-roles\" = \"$roles\" }}\n\
+             strip = [\"x-auth-*\"]\nkeep_client_headers = [\"X-Original-URL\"]\n"
+        ),
+    )
+    .unwrap();
+    let snap = rolegate::config::load(&path, None).unwrap();
+    let warnings = snap.warnings.join("\n");
+    assert!(warnings.contains("strip does not cover the identity header x-user-roles"), "{warnings}");
+    assert!(!warnings.contains("identity header x-auth-subject"), "{warnings}");
+    assert!(warnings.contains("keep_client_headers passes the client's x-original-url"), "{warnings}");
+    // Defaults: the family of each identity header.
+    std::fs::write(
+        &path,
+        format!("{base}[forward]\nheaders = {{ \"x-auth-subject\" = \"sub\", \"x-user\" = \"sub\" }}\n"),
+    )
+    .unwrap();
+    let snap = rolegate::config::load(&path, None).unwrap();
+    let strip: Vec<String> = snap.forward.strip.iter().map(|p| p.to_string()).collect();
+    assert_eq!(strip, ["x-auth-*", "x-user", "x-user-*"]);
+    assert!(snap.warnings.is_empty(), "{:?}", snap.warnings);
+}

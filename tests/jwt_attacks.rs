@@ -234,3 +234,69 @@ async fn whitespace_inside_the_token() {
     let (a, b) = good.split_at(20);
     expect_401(&gw, &format!("{a} {b}"), "").await;
 }
+
+/// `token_types = ["at+jwt"]` (RFC 9068 §4): the header `typ` must be one of
+/// them, case-insensitively, with or without `application/`; an ID token
+/// (`typ: JWT`) or a token without `typ` cannot stand in for an access token.
+#[tokio::test]
+async fn token_types_keep_id_tokens_out() {
+    let routes = STANDARD_ROUTES.replacen("leeway_s = 5\n", "leeway_s = 5\ntoken_types = [\"at+jwt\"]\n", 1);
+    let gw = TestGateway::with_routes(&routes).await;
+    for typ in ["at+jwt", "AT+JWT", "application/at+jwt", "Application/At+JWT"] {
+        let t = rs256_raw(&format!(r#"{{"alg":"RS256","kid":"k1","typ":"{typ}"}}"#), &payload(json!({})));
+        assert_eq!(gw.send("GET", "/admin/x", Some(&t)).await.status, 200, "{typ}");
+    }
+    let seen = gw.upstream_saw().len();
+    for header in [
+        r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#,
+        r#"{"alg":"RS256","kid":"k1"}"#,
+        r#"{"alg":"RS256","kid":"k1","typ":"at+jwt2"}"#,
+    ] {
+        let r = gw.send("GET", "/admin/x", Some(&rs256_raw(header, &payload(json!({}))))).await;
+        assert_eq!(r.status, 401, "{header}");
+        assert!(r.header("www-authenticate").unwrap().contains("typ is not one the issuer accepts"), "{header}");
+    }
+    let r = gw
+        .send("GET", "/admin/x", Some(&rs256_raw(r#"{"alg":"RS256","kid":"k1","typ":5}"#, &payload(json!({})))))
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(gw.upstream_saw().len(), seen, "refused tokens never reach the upstream");
+    // Issuers without `token_types` take any typ, as before.
+    let gw = TestGateway::start().await;
+    let t = rs256_raw(r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#, &payload(json!({})));
+    assert_eq!(gw.send("GET", "/admin/x", Some(&t)).await.status, 200);
+}
+
+/// RFC 9864's fully specified `"alg": "Ed25519"` is EdDSA over Ed25519: in the
+/// token header, in a JWK and in `algorithms`.
+#[tokio::test]
+async fn ed25519_is_the_fully_specified_name_of_eddsa_over_ed25519() {
+    use aws_lc_rs::signature::Ed25519KeyPair;
+    let pair = rolegate::keygen::ed25519().unwrap();
+    let der = {
+        use base64::Engine as _;
+        let body: String = pair.private_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+    };
+    let kp = Ed25519KeyPair::from_pkcs8(&der).unwrap();
+    let sign = |header: &str| {
+        let msg = format!("{}.{}", b64(header.as_bytes()), b64(payload(json!({})).as_bytes()));
+        format!("{msg}.{}", b64(kp.sign(msg.as_bytes()).as_ref()))
+    };
+    let mut jwk = pair.public_jwk.clone();
+    jwk["kid"] = json!("ed");
+    jwk["alg"] = json!("Ed25519");
+    let routes = STANDARD_ROUTES.replacen(
+        "keys = [{ kid = \"k1\", pem_file = \"rsa.pub.pem\" }, { kid = \"e1\", pem_file = \"ec.pub.pem\" }]\nalgorithms = [\"RS256\", \"ES256\"]",
+        "jwks_file = \"ed.jwks.json\"\nalgorithms = [\"Ed25519\"]",
+        1,
+    );
+    let jwks = json!({"keys": [jwk]}).to_string();
+    let gw = TestGateway::with_routes_and_files(&routes, &[("ed.jwks.json", &jwks)]).await;
+    for alg in ["Ed25519", "EdDSA"] {
+        let t = sign(&format!(r#"{{"alg":"{alg}","kid":"ed"}}"#));
+        assert_eq!(gw.send("GET", "/admin/x", Some(&t)).await.status, 200, "{alg}");
+    }
+    let r = gw.send("GET", "/admin/x", Some(&rs256(&claims(json!({"ts_roles": ["admin"]}))))).await;
+    assert_eq!(r.status, 401, "RS256 is not among this issuer's algorithms");
+}

@@ -206,7 +206,8 @@ async fn discovery_finds_the_jwks_and_checks_the_issuer() {
     ready(&gw).await;
     assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k1, "k1"))).await.status, 200);
 
-    // A discovery document that names another issuer is refused: no keys, 401.
+    // A discovery document that names another issuer is refused: no keys, so
+    // 503 keys_unavailable (the caller's token is not at fault), never 401 or allow.
     let idp2 = Idp::start(&[(&k1, "k1")]).await;
     *idp2.issuer_in_discovery.lock().unwrap() = "https://evil.test".to_owned();
     let gw2 = TestGateway::with_routes(&routes(&format!("discovery = \"http://{}\"", idp2.addr))).await;
@@ -214,7 +215,9 @@ async fn discovery_finds_the_jwks_and_checks_the_issuer() {
     let err = remote.fetch().await.unwrap_err();
     assert!(err.contains("names issuer \"https://evil.test\""), "{err}");
     assert!(!gw2.shared.load().remote_keys_ready());
-    assert_eq!(gw2.send("GET", "/admin/x", Some(&token(&k1, "k1"))).await.status, 401);
+    let r = gw2.send("GET", "/admin/x", Some(&token(&k1, "k1"))).await;
+    assert_eq!((r.status.as_u16(), r.json()["error"].as_str()), (503, Some("keys_unavailable")));
+    assert_eq!(r.header("retry-after"), Some("5"));
 }
 
 #[test]
@@ -261,6 +264,96 @@ async fn https_jwks_with_an_untrusted_certificate_is_refused() {
     let err = remote.fetch().await.unwrap_err();
     assert!(err.to_lowercase().contains("certificate") || err.contains("UnknownIssuer"), "{err}");
     assert!(!gw.shared.load().remote_keys_ready());
-    assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k1, "k1"))).await.status, 401);
+    assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k1, "k1"))).await.status, 503);
     assert_eq!(idp.jwks_fetches.load(Ordering::SeqCst), 0, "no JWKS was served over an untrusted connection");
+}
+
+/// A key that leaves the issuer's JWKS stops working at once: a token it
+/// verified is no longer taken from the token cache (which, without the key
+/// generation check, kept accepting it until the token expired).
+#[tokio::test]
+async fn a_key_removed_from_the_jwks_stops_working_at_once_even_from_the_token_cache() {
+    let (k1, k2) = (rolegate::keygen::rsa().unwrap(), rolegate::keygen::rsa().unwrap());
+    let idp = Idp::start(&[(&k1, "k1"), (&k2, "k2")]).await;
+    let gw = TestGateway::with_routes(&routes(&format!("jwks_url = \"http://{}/jwks.json\"", idp.addr))).await;
+    ready(&gw).await;
+    let (old, new) = (token(&k1, "k1"), token(&k2, "k2"));
+    for _ in 0..2 {
+        assert_eq!(gw.send("GET", "/admin/x", Some(&old)).await.status, 200);
+        assert_eq!(gw.send("GET", "/admin/x", Some(&new)).await.status, 200);
+    }
+    let cache = gw.shared.load_full();
+    assert_eq!(cache.token_cache.as_ref().unwrap().len(), 2, "both tokens are cached");
+    // The IdP drops k1 (compromised); the gateway's next refresh sees it.
+    idp.set_keys(&[(&k2, "k2")]);
+    let remote = gw.shared.load().issuers.get(ISS).unwrap().remote.clone().unwrap();
+    remote.fetch().await.unwrap();
+    let r = gw.send("GET", "/admin/x", Some(&old)).await;
+    assert_eq!(r.status, 401, "a token of a removed key must not come from the cache");
+    assert!(r.header("www-authenticate").unwrap().contains("kid names no known key"));
+    assert_eq!(gw.send("GET", "/admin/x", Some(&new)).await.status, 200, "the remaining key still works");
+    // A rotation that only adds a key does not invalidate the cache.
+    let generation = remote.generation();
+    let k3 = rolegate::keygen::rsa().unwrap();
+    idp.set_keys(&[(&k2, "k2"), (&k3, "k3")]);
+    remote.fetch().await.unwrap();
+    assert_eq!(remote.generation(), generation);
+}
+
+/// One JWK rolegate cannot use (an unknown `alg`, `kty` or curve, a bad
+/// component) is skipped with a note; the issuer's other keys serve.
+#[tokio::test]
+async fn an_unusable_jwk_is_skipped_and_the_others_are_used() {
+    let k1 = rolegate::keygen::rsa().unwrap();
+    let idp = Idp::start(&[(&k1, "k1")]).await;
+    {
+        let mut jwks = idp.jwks.lock().unwrap();
+        let good = jwks["keys"][0].clone();
+        let mut weird_alg = good.clone();
+        weird_alg["kid"] = json!("future");
+        weird_alg["alg"] = json!("RS999");
+        let mut bad_n = good.clone();
+        bad_n["kid"] = json!("broken");
+        bad_n["n"] = json!("!!!");
+        let list = vec![
+            json!({"kty": "OKP", "crv": "Ed448", "x": "AAAA", "kid": "ed448"}),
+            json!({"kty": "PQC", "kid": "pq"}),
+            json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA", "kid": "p521"}),
+            weird_alg,
+            bad_n,
+            good,
+        ];
+        *jwks = json!({ "keys": list });
+    }
+    let gw = TestGateway::with_routes(&routes(&format!("jwks_url = \"http://{}/jwks.json\"", idp.addr))).await;
+    ready(&gw).await;
+    assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k1, "k1"))).await.status, 200);
+    let remote = gw.shared.load().issuers.get(ISS).unwrap().remote.clone().unwrap();
+    assert_eq!(remote.keys().len(), 1, "only the usable key");
+}
+
+/// An issuer that has no keys at all (its IdP was down at start) answers 503
+/// `keys_unavailable` with `Retry-After`, never 401 and never allow (report
+/// mode included); once keys are there, an unknown kid is 401 again.
+#[tokio::test]
+async fn an_issuer_without_keys_answers_503_until_it_has_some() {
+    let k1 = rolegate::keygen::rsa().unwrap();
+    let idp = Idp::start(&[(&k1, "k1")]).await;
+    idp.down.store(true, Ordering::SeqCst);
+    let gw = TestGateway::with_routes(&routes(&format!("jwks_url = \"http://{}/jwks.json\"", idp.addr))).await;
+    for path in ["/admin/x", "/shadow/x"] {
+        let r = gw.send("GET", path, Some(&token(&k1, "k1"))).await;
+        assert_eq!(r.status, 503, "{path}");
+        assert_eq!(r.json()["error"], "keys_unavailable", "{path}");
+        assert_eq!(r.header("retry-after"), Some("5"));
+        assert_eq!(r.header("www-authenticate"), None);
+    }
+    assert!(gw.upstream_saw().is_empty(), "never allowed, not even on a report-mode route");
+    // A public route does not look at tokens at all.
+    assert_eq!(gw.send("GET", "/docs/x", Some(&token(&k1, "k1"))).await.status, 200);
+    idp.down.store(false, Ordering::SeqCst);
+    let remote = gw.shared.load().issuers.get(ISS).unwrap().remote.clone().unwrap();
+    remote.fetch().await.unwrap();
+    assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k1, "k1"))).await.status, 200);
+    assert_eq!(gw.send("GET", "/admin/x", Some(&token(&k1, "other"))).await.status, 401);
 }

@@ -46,16 +46,17 @@ impl TokenCache {
         TokenCache { inner: Cache::with_weighter(capacity, capacity as u64, TokenWeight) }
     }
 
-    /// The identity of a token verified before, while it is still unexpired at `now`.
+    /// The identity of a token verified before, while it is still unexpired at
+    /// `now` and the remote key set that verified it has lost no key since.
     pub fn get(&self, token: &[u8], now: u64) -> Option<Arc<Identity>> {
         let id = self.inner.get(token)?;
-        match id.expires_at {
-            Some(exp) if now.saturating_sub(id.issuer.leeway_s) >= exp => {
-                self.inner.remove(token);
-                None
-            }
-            _ => Some(id),
+        let expired = id.expires_at.is_some_and(|exp| now.saturating_sub(id.issuer.leeway_s) >= exp);
+        let key_gone = id.key_generation.is_some_and(|g| id.issuer.remote.as_ref().is_none_or(|r| r.generation() != g));
+        if expired || key_gone {
+            self.inner.remove(token);
+            return None;
         }
+        Some(id)
     }
 
     pub fn insert(&self, token: &[u8], identity: Arc<Identity>) {
@@ -87,6 +88,7 @@ mod tests {
             permissions_claims: vec![],
             tenant_claim: "tid".into(),
             require_exp: true,
+            token_types: vec![],
             remote: None,
         });
         Arc::new(Identity {
@@ -95,6 +97,7 @@ mod tests {
             roles: vec![],
             permissions: vec![],
             expires_at: exp,
+            key_generation: None,
             forwarded: Default::default(),
         })
     }

@@ -17,6 +17,8 @@ pub struct VerifyKey {
     /// The public key parsed once per algorithm (aws-lc-rs), so verifying does
     /// not re-parse it every time. Empty for HMAC keys, which use jsonwebtoken.
     parsed: Vec<(Algorithm, ParsedPublicKey)>,
+    /// The key's bytes as given (public key, or HMAC secret): what tells two keys apart.
+    material: Box<[u8]>,
 }
 
 impl VerifyKey {
@@ -31,7 +33,16 @@ impl VerifyKey {
                 .collect(),
             None => Vec::new(),
         };
-        VerifyKey { kid, key, algorithms, parsed }
+        let material = match public {
+            Some(public) => Box::from(public),
+            None => Box::from(key.try_get_hmac_secret().unwrap_or_default()),
+        };
+        VerifyKey { kid, key, algorithms, parsed, material }
+    }
+
+    /// Whether `other` is the same key: same `kid`, algorithms and key bytes.
+    pub fn same_key(&self, other: &VerifyKey) -> bool {
+        self.kid == other.kid && self.algorithms == other.algorithms && self.material == other.material
     }
 
     /// Checks `signature` (raw bytes) over `message` with algorithm `alg`,
@@ -113,6 +124,15 @@ impl std::fmt::Debug for VerifyKey {
     }
 }
 
+/// A JWS `alg` name: jsonwebtoken's names, and `Ed25519` (RFC 9864), which
+/// is EdDSA over Ed25519.
+pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
+    match name {
+        "Ed25519" => Some(Algorithm::EdDSA),
+        other => other.parse().ok(),
+    }
+}
+
 const RSA_ALGS: &[Algorithm] =
     &[Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::PS384, Algorithm::PS512];
 const HMAC_ALGS: &[Algorithm] = &[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
@@ -151,9 +171,11 @@ pub fn hmac(secret: &[u8]) -> VerifyKey {
     VerifyKey::new(None, DecodingKey::from_secret(secret), HMAC_ALGS.to_vec(), None)
 }
 
-/// The signing keys of a JWKS document. Keys that are not for signatures
-/// (`use` other than `sig`) or of an unsupported type are skipped and named
-/// in the returned notes; a malformed document is an error.
+/// The signing keys of a JWKS document. A key that cannot be used — not for
+/// signatures (`use` other than `sig`), of an unknown `kty`, curve or `alg`,
+/// or malformed — is skipped and named in the returned notes, never the whole
+/// document (one exotic key must not take an issuer's other keys down); a
+/// document that is not a JWKS at all is an error.
 pub fn from_jwks(text: &str) -> Result<(Vec<VerifyKey>, Vec<String>), String> {
     let doc: Value = serde_json::from_str(text).map_err(|e| format!("JWKS is not valid JSON: {e}"))?;
     let keys = doc.get("keys").and_then(Value::as_array).ok_or_else(|| "JWKS has no \"keys\" array".to_owned())?;
@@ -165,7 +187,7 @@ pub fn from_jwks(text: &str) -> Result<(Vec<VerifyKey>, Vec<String>), String> {
         match jwk_to_key(jwk, kid) {
             Ok(Some(k)) => out.push(k),
             Ok(None) => notes.push(format!("JWKS key {label} skipped (not a signing key of a supported type)")),
-            Err(e) => return Err(format!("JWKS key {label}: {e}")),
+            Err(e) => notes.push(format!("JWKS key {label} skipped: {e}")),
         }
     }
     Ok((out, notes))
@@ -206,7 +228,7 @@ fn jwk_to_key(jwk: &Value, kid: Option<String>) -> Result<Option<VerifyKey>, Str
         _ => return Ok(None),
     };
     if let Some(alg) = s("alg") {
-        let alg: Algorithm = alg.parse().map_err(|_| format!("unknown alg {alg:?}"))?;
+        let alg = parse_algorithm(alg).ok_or_else(|| format!("unknown alg {alg:?}"))?;
         if !algorithms.contains(&alg) {
             return Err(format!("alg {alg:?} does not fit the key type"));
         }

@@ -68,6 +68,8 @@ pub struct RemoteKeys {
     pub ca_file: Option<std::path::PathBuf>,
     tls: Arc<rustls::ClientConfig>,
     keys: ArcSwap<Vec<VerifyKey>>,
+    /// Moves on whenever a fetch drops a key the set had (see [`RemoteKeys::generation`]).
+    generation: std::sync::atomic::AtomicU64,
     state: Mutex<State>,
     /// Single flight: one fetch at a time per issuer.
     fetching: tokio::sync::Mutex<()>,
@@ -105,6 +107,7 @@ impl RemoteKeys {
             ca_file,
             tls,
             keys: ArcSwap::from_pointee(Vec::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
             state: Mutex::new(State::default()),
             fetching: tokio::sync::Mutex::new(()),
             refresher: std::sync::atomic::AtomicBool::new(false),
@@ -119,6 +122,23 @@ impl RemoteKeys {
 
     pub fn has_keys(&self) -> bool {
         !self.keys.load().is_empty()
+    }
+
+    /// Which key set a cached token was verified against: it moves on when a
+    /// fetch drops a key (a rotation that only adds keys keeps it), and a
+    /// token cache entry made with an older generation is verified again.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Replaces the key set; moves the generation on if a key left it.
+    fn store(&self, found: Vec<VerifyKey>) {
+        let old = self.keys.load();
+        let dropped = old.iter().any(|k| !found.iter().any(|n| n.same_key(k)));
+        self.keys.store(Arc::new(found));
+        if dropped {
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
     }
 
     /// Fetches now (waiting for a fetch already under way instead of starting another).
@@ -139,7 +159,7 @@ impl RemoteKeys {
         match result {
             Ok((found, max_age)) => {
                 let n = found.len();
-                self.keys.store(Arc::new(found));
+                self.store(found);
                 state.fetched_once = true;
                 state.max_age = max_age;
                 state.last_error = None;

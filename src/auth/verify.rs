@@ -42,8 +42,28 @@ pub struct Issuer {
     pub permissions_claims: Vec<String>,
     pub tenant_claim: String,
     pub require_exp: bool,
+    /// `token_types`, lower-case without `application/`: the header `typ` must
+    /// be one of them (RFC 9068 §4); empty: any or none.
+    pub token_types: Vec<Box<str>>,
     /// Keys fetched from `jwks_url` / `discovery`, used besides `keys`.
     pub remote: Option<Arc<super::remote::RemoteKeys>>,
+}
+
+impl Issuer {
+    /// Whether the issuer has any key at all (a remote set may not be fetched yet).
+    pub fn has_keys(&self) -> bool {
+        !self.keys.is_empty() || self.remote.as_ref().is_some_and(|r| r.has_keys())
+    }
+}
+
+/// A `typ` value as compared: lower-case, without an `application/` prefix
+/// (RFC 7515 §4.1.9: `JWT` and `application/jwt` are the same type).
+pub fn token_type(typ: &str) -> String {
+    let lower = typ.trim().to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) => rest.to_owned(),
+        None => lower,
+    }
 }
 
 /// The trusted issuers, by exact `iss` value.
@@ -86,6 +106,10 @@ pub struct Identity {
     pub permissions: Vec<Box<str>>,
     /// `exp`, in seconds since the epoch, when present.
     pub expires_at: Option<u64>,
+    /// The issuer's remote key generation when a remote key verified the
+    /// token: a cached identity is good only while it is unchanged (a key
+    /// that left the key set must stop working at once).
+    pub key_generation: Option<u64>,
     /// The `[forward] headers` values of this identity, made on first use (an
     /// identity from the token cache serves many requests), with the header
     /// names and sources they were made from: see [`crate::headers::upstream_request`].
@@ -124,6 +148,10 @@ pub enum TokenError {
     UntrustedIssuer,
     UnknownKid,
     NoKeyForAlg,
+    /// The issuer has no usable key at all (never fetched, or its IdP was
+    /// down at start): the caller's token is not at fault (503).
+    KeysUnavailable,
+    WrongType,
     BadSignature,
     WrongClaimType(&'static str),
     MissingExp,
@@ -149,6 +177,8 @@ impl TokenError {
             TokenError::UntrustedIssuer => "untrusted_issuer",
             TokenError::UnknownKid => "unknown_kid",
             TokenError::NoKeyForAlg => "no_key_for_alg",
+            TokenError::KeysUnavailable => "keys_unavailable",
+            TokenError::WrongType => "wrong_typ",
             TokenError::BadSignature => "bad_signature",
             TokenError::WrongClaimType(_) => "wrong_claim_type",
             TokenError::MissingExp => "missing_exp",
@@ -175,6 +205,8 @@ impl fmt::Display for TokenError {
             TokenError::UntrustedIssuer => f.write_str("the token's issuer is not trusted"),
             TokenError::UnknownKid => f.write_str("the token's kid names no known key"),
             TokenError::NoKeyForAlg => f.write_str("the issuer has no key for the token's alg"),
+            TokenError::KeysUnavailable => f.write_str("the token's issuer has no keys yet"),
+            TokenError::WrongType => f.write_str("the token's typ is not one the issuer accepts"),
             TokenError::BadSignature => f.write_str("the token's signature is invalid"),
             TokenError::WrongClaimType(c) => write!(f, "the token's {c} claim has the wrong type"),
             TokenError::MissingExp => f.write_str("the token has no exp claim"),
@@ -207,7 +239,7 @@ pub fn verify(token: &str, issuers: &Issuers, roles: &RoleClosure, now: u64) -> 
     let header = decode_object(h64, "header")?;
     let alg = match header.get("alg") {
         Some(Value::String(a)) if a.eq_ignore_ascii_case("none") => return Err(TokenError::AlgNone),
-        Some(Value::String(a)) => a.parse::<Algorithm>().map_err(|_| TokenError::UnsupportedAlg)?,
+        Some(Value::String(a)) => super::keys::parse_algorithm(a).ok_or(TokenError::UnsupportedAlg)?,
         Some(_) => return Err(TokenError::WrongClaimType("alg")),
         None => return Err(TokenError::Malformed("the header has no alg")),
     };
@@ -228,10 +260,25 @@ pub fn verify(token: &str, issuers: &Issuers, roles: &RoleClosure, now: u64) -> 
     if !issuer.algorithms.contains(&alg) {
         return Err(TokenError::AlgNotAllowed);
     }
-    check_signature(issuer, kid, alg, &token[..h64.len() + 1 + p64.len()], sig64)?;
+    if !issuer.token_types.is_empty() {
+        let typ = match header.get("typ") {
+            Some(Value::String(t)) => token_type(t),
+            Some(_) => return Err(TokenError::WrongClaimType("typ")),
+            None => return Err(TokenError::WrongType),
+        };
+        if !issuer.token_types.iter().any(|t| **t == *typ) {
+            return Err(TokenError::WrongType);
+        }
+    }
+    if !issuer.has_keys() {
+        return Err(TokenError::KeysUnavailable);
+    }
+    let key_generation = check_signature(issuer, kid, alg, &token[..h64.len() + 1 + p64.len()], sig64)?;
     let expires_at = check_registered_claims(issuer, &claims, now)?;
 
-    Ok(identity_from_claims(claims, Arc::clone(issuer), roles, expires_at))
+    let mut id = identity_from_claims(claims, Arc::clone(issuer), roles, expires_at);
+    id.key_generation = key_generation;
+    Ok(id)
 }
 
 /// The identity that verified `claims` stand for: roles and permissions read
@@ -255,7 +302,7 @@ pub fn identity_from_claims(
     let token_perms = read(&issuer.permissions_claims);
     let (roles, permissions) =
         roles.expand(token_roles.iter().map(String::as_str), token_perms.iter().map(String::as_str));
-    Identity { issuer, claims, roles, permissions, expires_at, forwarded: OnceLock::new() }
+    Identity { issuer, claims, roles, permissions, expires_at, key_generation: None, forwarded: OnceLock::new() }
 }
 
 /// The trusted issuer a token names (`iss`), without verifying anything.
@@ -265,24 +312,29 @@ pub fn issuer_of<'a>(token: &str, issuers: &'a Issuers) -> Option<&'a Arc<Issuer
     issuers.get(claims.get("iss")?.as_str()?)
 }
 
+/// Checks the signature with the issuer's keys; `Ok(Some(generation))` when a
+/// remote key verified it (the remote set's generation before its keys were
+/// read, so a set replaced meanwhile only makes the entry look older).
 fn check_signature(
     issuer: &Issuer,
     kid: Option<&str>,
     alg: Algorithm,
     message: &str,
     sig64: &str,
-) -> Result<(), TokenError> {
+) -> Result<Option<u64>, TokenError> {
+    let generation = issuer.remote.as_ref().map(|r| r.generation());
     let remote = issuer.remote.as_ref().map(|r| r.keys());
-    let all = issuer.keys.iter().chain(remote.iter().flat_map(|k| k.iter()));
-    let mut candidates = all.filter(|k| kid.is_none() || k.kid.as_deref() == kid).peekable();
+    let local = issuer.keys.iter().map(|k| (k, false));
+    let all = local.chain(remote.iter().flat_map(|k| k.iter()).map(|k| (k, true)));
+    let mut candidates = all.filter(|(k, _)| kid.is_none() || k.kid.as_deref() == kid).peekable();
     if candidates.peek().is_none() {
         return Err(TokenError::UnknownKid);
     }
     let mut tried = false;
-    for key in candidates.filter(|k| k.algorithms.contains(&alg)) {
+    for (key, from_remote) in candidates.filter(|(k, _)| k.algorithms.contains(&alg)) {
         tried = true;
         match key.verify(alg, message.as_bytes(), sig64) {
-            Ok(true) => return Ok(()),
+            Ok(true) => return Ok(if from_remote { generation } else { None }),
             Ok(false) => {}
             Err(_) => return Err(TokenError::Malformed("the signature is not base64url")),
         }

@@ -13,18 +13,19 @@ use globset::GlobBuilder;
 use http::header::HeaderName;
 use http::Method;
 use ipnet::IpNet;
-use jsonwebtoken::Algorithm;
 use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrors, Locator};
-use super::file::{ClaimValue, IssuerSpec, ModeSpec, RequirementSpec, RouteSpec, RoutesFile, UnmatchedSpec};
+use super::file::{
+    ClaimValue, IssuerSpec, ModeSpec, RequirementSpec, RouteSpec, RoutesFile, UnderscoreSpec, UnmatchedSpec,
+};
 use crate::auth::claims::RoleClosure;
 use crate::auth::keys::{self, VerifyKey};
 use crate::auth::remote::{RemoteKeys, Source as RemoteSource};
 use crate::auth::{Issuer, Issuers, TokenCache};
 use crate::decide::{ClaimCheck, Requirement, TemplatePart};
 use crate::forward::Upstream;
-use crate::headers::{ForwardPlan, IdentitySource};
+use crate::headers::{ForwardPlan, IdentitySource, NamePattern, Underscores};
 use crate::routes::{Access, Mode, Pattern, Route, RouteTable};
 use crate::snapshot::{ServerSettings, Snapshot};
 
@@ -333,9 +334,9 @@ fn compile_issuer(c: &mut Compiler<'_>, spec: &Spanned<IssuerSpec>, previous: Op
             c.err(Some(&s.algorithms), "algorithm \"none\" is never accepted");
             continue;
         }
-        match a.parse::<Algorithm>() {
-            Ok(alg) => algorithms.push(alg),
-            Err(_) => c.err(
+        match keys::parse_algorithm(a) {
+            Some(alg) => algorithms.push(alg),
+            None => c.err(
                 Some(&s.algorithms),
                 format!("unknown algorithm {a:?} (RS256/384/512, PS256/384/512, ES256/384, EdDSA, HS256/384/512)"),
             ),
@@ -399,8 +400,18 @@ fn compile_issuer(c: &mut Compiler<'_>, spec: &Spanned<IssuerSpec>, previous: Op
         permissions_claims: s.permissions_claim.clone(),
         tenant_claim: s.tenant_claim.clone(),
         require_exp: s.require_exp,
+        token_types: compile_token_types(c, s.token_types.as_ref()),
         remote,
     })
+}
+
+/// `token_types`, as compared: lower-case, without an `application/` prefix.
+fn compile_token_types(c: &mut Compiler<'_>, list: Option<&Spanned<Vec<String>>>) -> Vec<Box<str>> {
+    let Some(list) = list else { return Vec::new() };
+    if list.get_ref().is_empty() {
+        c.err(Some(list), "token_types must list at least one type (e.g. \"at+jwt\"), or be left out");
+    }
+    list.get_ref().iter().map(|t| Box::from(crate::auth::verify::token_type(t))).collect()
 }
 
 fn compile_roles(c: &mut Compiler<'_>, file: &RoutesFile) -> RoleClosure {
@@ -492,7 +503,87 @@ fn compile_forward(c: &mut Compiler<'_>, file: &RoutesFile) -> ForwardPlan {
         };
         identity.push((header, src));
     }
-    ForwardPlan { authorization: file.forward.authorization, identity }
+    let strip = match &file.forward.strip {
+        Some(globs) => {
+            let mut strip = Vec::new();
+            for glob in globs.get_ref() {
+                let lower = glob.to_ascii_lowercase().replace('_', "-");
+                match NamePattern::new(&lower) {
+                    Ok(p) => strip.push(p),
+                    Err(e) => c.err(Some(globs), format!("[forward] strip: bad pattern {glob:?}: {e}")),
+                }
+            }
+            // An identity header outside `strip`: a client's copy spelled
+            // another way (`X_Auth_User`) would reach the upstream.
+            for (name, _) in &identity {
+                if !strip.iter().any(|p| p.matches(name.as_str())) {
+                    let (line, _) = c.loc.line_col(globs.span().start);
+                    c.warnings.push(format!(
+                        "{}:{line}: [forward] strip does not cover the identity header {name}: \
+                         a client's copy under another spelling could reach the upstream",
+                        c.loc.file().display()
+                    ));
+                }
+            }
+            strip
+        }
+        None => identity.iter().flat_map(|(name, _)| NamePattern::family(name.as_str())).collect(),
+    };
+    let mut keep = Vec::new();
+    for name in &file.forward.keep_client_headers {
+        let lower = name.get_ref().to_ascii_lowercase();
+        let listed = crate::headers::OVERRIDE_HEADERS.contains(&lower.as_str())
+            || crate::headers::PATH_AND_ADDRESS_HEADERS.contains(&lower.as_str());
+        match HeaderName::from_bytes(lower.as_bytes()) {
+            Ok(h) if listed => {
+                let (line, _) = c.loc.line_col(name.span().start);
+                c.warnings.push(format!(
+                    "{}:{line}: [forward] keep_client_headers passes the client's {h} to the upstream: \
+                     an upstream that honours it may run another method or serve another path than the one authorized",
+                    c.loc.file().display()
+                ));
+                keep.push(h);
+            }
+            _ => c.err(
+                Some(name),
+                format!(
+                    "[forward] keep_client_headers: {:?} is none of the headers the gateway removes or replaces ({})",
+                    name.get_ref(),
+                    crate::headers::OVERRIDE_HEADERS
+                        .iter()
+                        .chain(&crate::headers::PATH_AND_ADDRESS_HEADERS)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        }
+    }
+    let underscores = match file.server.underscore_headers {
+        UnderscoreSpec::Drop => Underscores::Drop,
+        UnderscoreSpec::Reject => Underscores::Reject,
+        UnderscoreSpec::Allow => Underscores::Allow,
+    };
+    ForwardPlan { authorization: file.forward.authorization, identity, strip, keep, underscores }
+}
+
+/// The `Upgrade` protocols passed through (a route's or an upstream's
+/// `upgrades`); `h2c` is refused.
+fn compile_upgrades(c: &mut Compiler<'_>, list: &Spanned<Vec<String>>) -> Arc<[Box<str>]> {
+    let mut out = Vec::new();
+    for p in list.get_ref() {
+        if p.eq_ignore_ascii_case("h2c") {
+            c.err(
+                Some(list),
+                "upgrades: h2c is never passed through (a client could then reach the upstream past the gateway)",
+            );
+        } else if p.is_empty() || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+            c.err(Some(list), format!("upgrades: {p:?} is not a protocol name"));
+        } else {
+            out.push(Box::from(p.to_ascii_lowercase()));
+        }
+    }
+    out.into()
 }
 
 type CompiledRoutes = (Option<RouteTable>, Option<Route>);
@@ -509,10 +600,23 @@ fn compile_routes(
     let known: FastMap<&str, &Arc<Pattern>> = previous
         .map(|p| p.routes.routes().iter().map(|r| (r.pattern.source.as_str(), &r.pattern)).collect())
         .unwrap_or_default();
+    // Each upstream's `upgrades` (routes without their own use them), else `websocket`.
+    let default_upgrades: Arc<[Box<str>]> = Arc::from([Box::from("websocket")]);
+    let upgrades: BTreeMap<&str, Arc<[Box<str>]>> = file
+        .upstreams
+        .iter()
+        .map(|(name, spec)| {
+            let list = match &spec.get_ref().upgrades {
+                Some(list) => compile_upgrades(c, list),
+                None => Arc::clone(&default_upgrades),
+            };
+            (name.as_str(), list)
+        })
+        .collect();
     let mut routes = Vec::with_capacity(file.routes.len());
     for (index, spec) in file.routes.iter().enumerate() {
         crate::pace::point();
-        if let Some(route) = compile_route(c, index, spec, upstreams, &known) {
+        if let Some(route) = compile_route(c, index, spec, upstreams, &upgrades, &known) {
             routes.push(route);
         }
     }
@@ -530,6 +634,7 @@ fn compile_routes(
                 upstream: Arc::clone(up),
                 access: Access::Protected(Requirement::default()),
                 mode: Mode::Enforce,
+                upgrades: upgrades.get("default").cloned().unwrap_or(default_upgrades),
             }),
             None => {
                 c.err::<()>(
@@ -548,6 +653,7 @@ fn compile_route(
     index: usize,
     spec: &Spanned<RouteSpec>,
     upstreams: &BTreeMap<String, Arc<Upstream>>,
+    upgrades: &BTreeMap<&str, Arc<[Box<str>]>>,
     known: &FastMap<&str, &Arc<Pattern>>,
 ) -> Option<Route> {
     let s = spec.get_ref();
@@ -635,6 +741,10 @@ fn compile_route(
         mode: match s.mode {
             ModeSpec::Enforce => Mode::Enforce,
             ModeSpec::Report => Mode::Report,
+        },
+        upgrades: match &s.upgrades {
+            Some(list) => compile_upgrades(c, list),
+            None => upgrades.get(upstream_name).cloned().unwrap_or_else(|| Arc::from([Box::from("websocket")])),
         },
     })
 }

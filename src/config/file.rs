@@ -70,6 +70,23 @@ pub struct ServerSpec {
     /// Time allowed for a client to send the request headers (slowloris guard).
     #[serde(default = "default_header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
+    /// Client header names containing `_`: "drop" (default), "reject" (400) or "allow".
+    #[serde(default)]
+    pub underscore_headers: UnderscoreSpec,
+}
+
+/// What happens to a client header whose name contains `_` (CGI/WSGI-style
+/// frameworks read `X_Auth_Roles` and `X-Auth-Roles` as the same variable).
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UnderscoreSpec {
+    /// Removed before forwarding (nginx's default).
+    #[default]
+    Drop,
+    /// The request is refused with 400.
+    Reject,
+    /// Forwarded (identity-namespace names are still removed).
+    Allow,
 }
 
 impl Default for ServerSpec {
@@ -86,6 +103,7 @@ impl Default for ServerSpec {
             max_connections: default_max_connections(),
             idle_timeout_ms: default_idle_timeout_ms(),
             header_read_timeout_ms: default_header_read_timeout_ms(),
+            underscore_headers: UnderscoreSpec::default(),
         }
     }
 }
@@ -115,6 +133,10 @@ pub struct UpstreamSpec {
     /// Extra CA certificates (PEM) trusted for an `https://` upstream.
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// `Upgrade` protocols passed through to this upstream (default `["websocket"]`; `h2c` never).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub upgrades: Option<Spanned<Vec<String>>>,
 }
 
 /// `[[issuers]]`
@@ -170,6 +192,11 @@ pub struct IssuerSpec {
     /// `false` accepts tokens without `exp`.
     #[serde(default = "default_true")]
     pub require_exp: bool,
+    /// When set, the token header's `typ` must be one of these (case-insensitive,
+    /// `application/` prefix allowed), e.g. `["at+jwt"]` (RFC 9068).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub token_types: Option<Spanned<Vec<String>>>,
 }
 
 /// One entry of an issuer's `keys = [...]`.
@@ -207,11 +234,23 @@ pub struct ForwardSpec {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
     pub headers: BTreeMap<String, Spanned<String>>,
+    /// Globs of client header names removed on every route (names compared
+    /// lower-case with `_` read as `-`). Default: the family of each identity
+    /// header (`x-auth-subject` → `x-auth-*`).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub strip: Option<Spanned<Vec<String>>>,
+    /// Method-override, URL-override and path-carrying forwarding headers
+    /// (`x-http-method-override`, `x-original-url`, `x-forwarded-uri`, …) a
+    /// client may still send to the upstream. Rarely right: `check` warns.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub keep_client_headers: Vec<Spanned<String>>,
 }
 
 impl Default for ForwardSpec {
     fn default() -> Self {
-        ForwardSpec { authorization: true, headers: BTreeMap::new() }
+        ForwardSpec { authorization: true, headers: BTreeMap::new(), strip: None, keep_client_headers: Vec::new() }
     }
 }
 
@@ -287,6 +326,10 @@ pub struct RouteSpec {
     /// "enforce", or "report": log a denial but forward anyway.
     #[serde(default)]
     pub mode: ModeSpec,
+    /// `Upgrade` protocols passed through on this route (default: the upstream's, else `["websocket"]`; `h2c` never).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub upgrades: Option<Spanned<Vec<String>>>,
     /// Every one of these effective permissions is required.
     #[serde(default)]
     pub all_permissions: Vec<String>,
@@ -321,6 +364,7 @@ impl RouteSpec {
             upstream,
             public,
             mode,
+            upgrades,
             all_permissions,
             any_permissions,
             all_roles,
@@ -338,6 +382,7 @@ impl RouteSpec {
             upstream: upstream.map(|u| moved(u, by, |v| v)),
             public,
             mode,
+            upgrades: upgrades.map(|u| moved(u, by, |v| v)),
             all_permissions: requirement.all_permissions,
             any_permissions: requirement.any_permissions,
             all_roles: requirement.all_roles,

@@ -227,9 +227,17 @@ impl TestGateway {
 
     /// `routes` may use `{upstream}` (the echo's address) and `{dead}` (a closed port).
     pub async fn with_routes(routes: &str) -> TestGateway {
+        Self::with_routes_and_files(routes, &[]).await
+    }
+
+    /// [`TestGateway::with_routes`], with more files (name, content) beside routes.toml.
+    pub async fn with_routes_and_files(routes: &str, files: &[(&str, &str)]) -> TestGateway {
         let echo = Echo::start(TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         write_keys(dir.path());
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
         let dead = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
