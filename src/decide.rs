@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use crate::auth::claims;
 use crate::auth::{Identity, TokenError};
-use crate::forward::Upstream;
 use crate::normalize::Target;
 use crate::routes::{Access, Mode, Route};
+use crate::upstream::Upstream;
 
 /// What a protected route demands; every given part must hold.
 #[derive(Debug, Default, Clone)]

@@ -7,12 +7,12 @@ use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 
 use crate::decide::Denial;
-use crate::forward::UpstreamError;
 use crate::headers::X_REQUEST_ID;
 use crate::normalize::RequestError;
+use crate::upstream::UpstreamError;
 
 /// The body of every gateway response: the upstream's, streamed, or our own.
-pub type Body = Either<crate::forward::UpstreamBody, Full<Bytes>>;
+pub type Body = Either<crate::upstream::UpstreamBody, Full<Bytes>>;
 
 /// Why the gateway answered instead of the upstream.
 #[derive(Debug, thiserror::Error)]

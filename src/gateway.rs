@@ -14,12 +14,12 @@ use http_body_util::Either;
 use crate::auth;
 use crate::decide::{self, Auth, Denial};
 use crate::error::{Body, GatewayError};
-use crate::forward;
 use crate::headers::{self, ClientConn, Peer};
 use crate::metrics::{Metrics, ReasonLabels, RequestLabels};
 use crate::normalize;
 use crate::server::RequestBody;
 use crate::snapshot::{Shared, Snapshot};
+use crate::upstream;
 
 /// Everything a request needs, shared by all connections.
 #[derive(Clone)]
@@ -227,42 +227,47 @@ impl Gateway {
             }
         }
         let waiting = Instant::now();
-        let resp = forward::forward(req, &permit).await;
+        let resp = upstream::forward(req, &permit, upgrade.is_some(), &self.metrics).await;
         ctx.upstream_wait = waiting.elapsed();
         let mut resp = resp?;
-        let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-        // A 101 is an answer to an upgrade that was asked for, to one of the
-        // protocols asked for; anything else would hand the connection to a
-        // protocol nobody authorized.
-        let requested: Vec<Box<str>> = match &upgrade {
-            Some(v) => v
-                .to_str()
+        let mut splice = None;
+        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            // A 101 answers an upgrade that was asked for, to one of the
+            // protocols asked for; anything else would hand the connection to
+            // a protocol nobody authorized.
+            let requested: Vec<Box<str>> = upgrade
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .split(',')
                 .map(|p| Box::from(p.trim().split('/').next().unwrap_or_default()))
-                .collect(),
-            None => Vec::new(),
-        };
-        let granted = headers::upgrade_request(resp.headers(), &requested);
-        if switching && (client_upgrade.is_none() || granted.is_none()) {
-            return Err(forward::UpstreamError::Failed(
-                route.upstream.name.clone(),
-                "a 101 Switching Protocols that no allowed upgrade asked for".into(),
-            )
-            .into());
+                .collect();
+            let granted = headers::upgrade_request(resp.headers(), &requested);
+            let upstream_io = resp.extensions_mut().remove::<upstream::PendingUpgrade>().and_then(|p| p.take());
+            match (client_upgrade, granted, upstream_io) {
+                (Some(client), Some(protocol), Some(upstream_io)) => splice = Some((client, protocol, upstream_io)),
+                _ => {
+                    return Err(upstream::UpstreamError::Failed(
+                        route.upstream.name.clone(),
+                        "a 101 Switching Protocols that no allowed upgrade asked for".into(),
+                    )
+                    .into())
+                }
+            }
         }
-        let upstream_upgrade = (switching && client_upgrade.is_some()).then(|| hyper::upgrade::on(&mut resp));
         let (mut parts, body) = resp.into_parts();
         headers::client_response(&mut parts.headers, request_id);
-        if let (Some(client), Some(upstream), Some(protocol)) = (client_upgrade, upstream_upgrade, granted) {
+        if let Some((client, protocol, mut upstream_io)) = splice {
             headers::set_upgrade(&mut parts.headers, &protocol);
+            // The client's bytes after its upgrade request stay in hyper's
+            // buffer until this 101 is written; only then are they relayed.
             tokio::spawn(async move {
-                match (client.await, upstream.await) {
-                    (Ok(c), Ok(u)) => {
-                        let (mut c, mut u) = (hyper_util::rt::TokioIo::new(c), hyper_util::rt::TokioIo::new(u));
-                        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                match client.await {
+                    Ok(c) => {
+                        let mut c = hyper_util::rt::TokioIo::new(c);
+                        let _ = tokio::io::copy_bidirectional(&mut c, &mut upstream_io).await;
                     }
-                    (c, u) => tracing::debug!(client = c.is_ok(), upstream = u.is_ok(), "upgrade failed"),
+                    Err(e) => tracing::debug!(error = %e, "client upgrade failed"),
                 }
             });
         }

@@ -30,25 +30,82 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+/// Header names with a rule of their own, as bits: found in one pass over a
+/// message's names ([`special`]), so that a rule costs nothing when its
+/// header is absent (most messages have none of them).
+mod bit {
+    pub const CONNECTION: u32 = 1;
+    pub const KEEP_ALIVE: u32 = 1 << 1;
+    pub const PROXY_CONNECTION: u32 = 1 << 2;
+    pub const PROXY_AUTHENTICATE: u32 = 1 << 3;
+    pub const PROXY_AUTHORIZATION: u32 = 1 << 4;
+    pub const TE: u32 = 1 << 5;
+    pub const TRAILER: u32 = 1 << 6;
+    pub const TRANSFER_ENCODING: u32 = 1 << 7;
+    pub const UPGRADE: u32 = 1 << 8;
+    pub const HTTP2_SETTINGS: u32 = 1 << 9;
+    /// The client's expectation is the gateway's to meet (hyper's server
+    /// answers `100 Continue`): never passed on.
+    pub const EXPECT: u32 = 1 << 10;
+    pub const X_FORWARDED_URI: u32 = 1 << 11;
+    pub const X_FORWARDED_PATH: u32 = 1 << 12;
+    pub const X_FORWARDED_PREFIX: u32 = 1 << 13;
+    pub const X_REAL_IP: u32 = 1 << 14;
+    pub const FORWARDED: u32 = 1 << 15;
+    /// Hop-by-hop headers that never cross the gateway (plus any named in
+    /// `Connection`; `Upgrade` is restored for an allowed upgrade;
+    /// `HTTP2-Settings` belongs to the `h2c` upgrade, which is never passed on).
+    pub const HOP_BY_HOP: u32 = CONNECTION
+        | KEEP_ALIVE
+        | PROXY_CONNECTION
+        | PROXY_AUTHENTICATE
+        | PROXY_AUTHORIZATION
+        | TE
+        | TRAILER
+        | TRANSFER_ENCODING
+        | UPGRADE
+        | HTTP2_SETTINGS;
+    pub const PATH_AND_ADDRESS: u32 = X_FORWARDED_URI | X_FORWARDED_PATH | X_FORWARDED_PREFIX | X_REAL_IP;
+}
 
-const HOP_BY_HOP: usize = 10;
-
-/// Hop-by-hop headers that never cross the gateway (plus any named in
-/// `Connection`; `Upgrade` is restored for an allowed upgrade; `HTTP2-Settings`
-/// belongs to the `h2c` upgrade, which is never passed on). `Connection` first.
-fn fixed_hop_by_hop() -> [&'static HeaderName; HOP_BY_HOP] {
+/// The headers that carry each hop-by-hop bit, in bit order.
+fn hop_by_hop_names() -> [(u32, &'static HeaderName); 11] {
     [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::PROXY_AUTHENTICATE,
-        &header::PROXY_AUTHORIZATION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-        &HTTP2_SETTINGS,
+        (bit::CONNECTION, &header::CONNECTION),
+        (bit::KEEP_ALIVE, &KEEP_ALIVE),
+        (bit::PROXY_CONNECTION, &PROXY_CONNECTION),
+        (bit::PROXY_AUTHENTICATE, &header::PROXY_AUTHENTICATE),
+        (bit::PROXY_AUTHORIZATION, &header::PROXY_AUTHORIZATION),
+        (bit::TE, &header::TE),
+        (bit::TRAILER, &header::TRAILER),
+        (bit::TRANSFER_ENCODING, &header::TRANSFER_ENCODING),
+        (bit::UPGRADE, &header::UPGRADE),
+        (bit::HTTP2_SETTINGS, &HTTP2_SETTINGS),
+        (bit::EXPECT, &header::EXPECT),
     ]
+}
+
+/// The bit of a (lower-case) header name with a rule of its own; 0 for the rest.
+fn special(name: &str) -> u32 {
+    match name.len() {
+        2 if name == "te" => bit::TE,
+        6 if name == "expect" => bit::EXPECT,
+        7 if name == "trailer" => bit::TRAILER,
+        7 if name == "upgrade" => bit::UPGRADE,
+        9 if name == "x-real-ip" => bit::X_REAL_IP,
+        9 if name == "forwarded" => bit::FORWARDED,
+        10 if name == "connection" => bit::CONNECTION,
+        10 if name == "keep-alive" => bit::KEEP_ALIVE,
+        14 if name == "http2-settings" => bit::HTTP2_SETTINGS,
+        15 if name == "x-forwarded-uri" => bit::X_FORWARDED_URI,
+        16 if name == "proxy-connection" => bit::PROXY_CONNECTION,
+        16 if name == "x-forwarded-path" => bit::X_FORWARDED_PATH,
+        17 if name == "transfer-encoding" => bit::TRANSFER_ENCODING,
+        18 if name == "proxy-authenticate" => bit::PROXY_AUTHENTICATE,
+        18 if name == "x-forwarded-prefix" => bit::X_FORWARDED_PREFIX,
+        19 if name == "proxy-authorization" => bit::PROXY_AUTHORIZATION,
+        _ => 0,
+    }
 }
 
 /// Client headers that tell a framework to run another method or serve another
@@ -123,17 +180,14 @@ pub fn lists_token(value: &[u8], token: &[u8]) -> bool {
 /// Removes hop-by-hop headers: the fixed list and every header the
 /// `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the few names present finds which hop-by-hop headers are
-    // there; only those are removed (most messages have none, or only
-    // `Connection: keep-alive`).
-    let fixed = fixed_hop_by_hop();
-    let mut present = [false; HOP_BY_HOP];
-    for name in headers.keys() {
-        if let Some(i) = fixed.iter().position(|f| *f == name) {
-            present[i] = true;
-        }
-    }
-    if present[0] {
+    let present = headers.keys().fold(0, |bits, name| bits | special(name.as_str()));
+    remove_hop_by_hop(headers, present & !bit::EXPECT);
+}
+
+/// Removes the hop-by-hop headers whose bits are in `present` (and, with
+/// `Connection`, the headers it names, but `Host`).
+fn remove_hop_by_hop(headers: &mut HeaderMap, present: u32) {
+    if present & bit::CONNECTION != 0 {
         // Names listed in `Connection`; `close` and `keep-alive` are options or
         // already on the fixed list (no allocation when nothing else is named).
         let named: Vec<HeaderName> = headers
@@ -149,8 +203,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for (name, _) in fixed.iter().zip(present).filter(|(_, p)| *p) {
-        headers.remove(*name);
+    for (b, name) in hop_by_hop_names() {
+        if present & b != 0 {
+            headers.remove(name);
+        }
     }
 }
 
@@ -212,6 +268,8 @@ pub struct ForwardPlan {
     pub identity: Vec<(HeaderName, IdentitySource)>,
     /// Client header names in the identity namespace, removed on every route.
     pub strip: Vec<NamePattern>,
+    /// The identity headers `strip` does not cover (their client copies are removed by name).
+    pub identity_unstripped: Vec<HeaderName>,
     /// Override and path-carrying headers a client may still send (`keep_client_headers`).
     pub keep: Vec<HeaderName>,
     pub underscores: Underscores,
@@ -360,25 +418,32 @@ pub fn upstream_request(
     identity: Option<&Identity>,
     target: &crate::normalize::Target,
 ) {
-    strip_hop_by_hop(headers);
-    // One pass over the names finds the client headers that must go (most
-    // requests have none: no allocation then).
+    // One pass over the names finds the headers with a rule of their own and
+    // the client headers that must go (most requests have neither: no
+    // allocation, no lookup then).
+    let mut present = 0;
     let mut removed: Vec<HeaderName> = Vec::new();
     for name in headers.keys() {
-        if removed_client_header(name.as_str(), plan) {
+        let b = special(name.as_str());
+        present |= b;
+        if b == 0 && removed_client_header(name.as_str(), plan) {
             removed.push(name.clone());
         }
     }
+    remove_hop_by_hop(headers, present & (bit::HOP_BY_HOP | bit::EXPECT));
     for name in removed {
         headers.remove(name);
     }
-    for (name, _) in &plan.identity {
+    // Identity headers `strip` does not cover (those it covers went above).
+    for name in &plan.identity_unstripped {
         headers.remove(name);
     }
     if !plan.authorization {
         headers.remove(header::AUTHORIZATION);
     }
-    path_and_address_headers(headers, plan, peer, target);
+    if present & bit::PATH_AND_ADDRESS != 0 {
+        path_and_address_headers(headers, plan, peer, target);
+    }
     let proto = HeaderValue::from_static(if peer.conn.tls { "https" } else { "http" });
     let ip = peer.conn.ip_header.clone();
     if peer.trusted {
@@ -399,7 +464,9 @@ pub fn upstream_request(
             }
         }
     } else {
-        headers.remove(&FORWARDED);
+        if present & bit::FORWARDED != 0 {
+            headers.remove(&FORWARDED);
+        }
         headers.insert(X_FORWARDED_FOR.clone(), ip);
         headers.insert(X_FORWARDED_PROTO.clone(), proto);
         match host {
@@ -597,7 +664,8 @@ mod tests {
             .filter(|n| n != header::HOST)
             .collect();
         // `Upgrade` named here too, so that the check holds even if the list loses it.
-        for name in named.iter().chain(fixed_hop_by_hop()).chain([&header::UPGRADE]) {
+        let fixed = hop_by_hop_names().map(|(_, n)| n).into_iter().filter(|n| *n != header::EXPECT);
+        for name in named.iter().chain(fixed).chain([&header::UPGRADE, &HTTP2_SETTINGS]) {
             h.remove(name);
         }
     }
@@ -605,11 +673,11 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn stripping_equals_the_plain_definition(
-            picks in proptest::collection::vec((0usize..14, 0usize..6), 0..10),
+            picks in proptest::collection::vec((0usize..16, 0usize..6), 0..10),
         ) {
-            const NAMES: [&str; 14] = ["connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+            const NAMES: [&str; 16] = ["connection", "keep-alive", "proxy-connection", "proxy-authenticate",
                 "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host", "x-a",
-                "content-type", "authorization", "x-b"];
+                "content-type", "authorization", "x-b", "http2-settings", "expect"];
             const CONNECTION_VALUES: [&str; 6] =
                 ["keep-alive", "close", "Upgrade", "x-a, Keep-Alive", "X-B,host , te", " , ,x-a"];
             let mut h = HeaderMap::new();

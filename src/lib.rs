@@ -15,7 +15,7 @@
 //!   routes::RouteTable::find       (method, host, path) → Route    404 when nothing matches
 //!   auth::verify                   token → Identity                401 invalid_token / no token
 //!   decide::decide                 Route + Identity → Permit       403 insufficient_scope
-//!   forward::forward               Permit → upstream response      502 / 504
+//!   upstream::forward              Permit → upstream response      502 / 504
 //!   error::GatewayError::response  the one status/header/body mapping
 //! ```
 
@@ -27,8 +27,8 @@ pub mod decide;
 pub mod demo;
 pub mod echo;
 pub mod error;
-pub mod forward;
 pub mod gateway;
+pub mod h1;
 pub mod headers;
 pub mod keygen;
 pub mod metrics;
@@ -41,3 +41,4 @@ pub mod server;
 pub mod snapshot;
 mod sock;
 pub mod tls;
+pub mod upstream;

@@ -50,6 +50,10 @@ pub struct Metrics {
     pub gateway_duration: Histogram,
     pub token_failures: Family<ReasonLabels, Counter>,
     pub upstream_errors: Family<ReasonLabels, Counter>,
+    /// `upstream_errors{reason="unsolicited_bytes"}`: bytes on an idle pooled upstream connection.
+    pub unsolicited_bytes: Counter,
+    /// `upstream_errors{reason="bytes_after_response"}`: bytes right after a response's framed end.
+    pub bytes_after_response: Counter,
     pub reloads: Family<ResultLabels, Counter>,
     /// Remote key set fetches by issuer and result (ok, error).
     pub jwks_fetches: Family<FetchLabels, Counter>,
@@ -92,6 +96,10 @@ impl Metrics {
         registry.register("reloads", "Route table reloads by result", reloads.clone());
         registry.register("jwks_fetches", "Remote key set fetches by issuer and result", jwks_fetches.clone());
         registry.register("open_connections", "Client connections open now", open_connections.clone());
+        // Made at once (at 0), and kept: the upstream exchange counts into them directly.
+        let unsolicited_bytes = upstream_errors.get_or_create(&ReasonLabels { reason: "unsolicited_bytes" }).clone();
+        let bytes_after_response =
+            upstream_errors.get_or_create(&ReasonLabels { reason: "bytes_after_response" }).clone();
         static IDS: AtomicU64 = AtomicU64::new(0);
         Metrics {
             registry,
@@ -101,6 +109,8 @@ impl Metrics {
             gateway_duration,
             token_failures,
             upstream_errors,
+            unsolicited_bytes,
+            bytes_after_response,
             reloads,
             jwks_fetches,
             open_connections,

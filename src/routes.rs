@@ -19,7 +19,7 @@ use globset::{Candidate, GlobMatcher, GlobSet, GlobSetBuilder};
 use http::Method;
 
 use crate::decide::Requirement;
-use crate::forward::Upstream;
+use crate::upstream::Upstream;
 pub use pattern::{Pattern, Tail};
 
 /// Who may pass a route.

@@ -297,7 +297,7 @@ pub fn serve_workers(
         let opts = opts.clone();
         let mut stop = shutdown.clone();
         let thread = std::thread::Builder::new().name(format!("rolegate-worker-{index}")).spawn(move || {
-            crate::forward::set_worker_index(index);
+            crate::upstream::set_worker_index(index);
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {

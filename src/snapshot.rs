@@ -12,9 +12,9 @@ use ipnet::IpNet;
 
 use crate::auth::claims::RoleClosure;
 use crate::auth::{Issuers, TokenCache};
-use crate::forward::Upstream;
 use crate::headers::ForwardPlan;
 use crate::routes::{Route, RouteTable};
+use crate::upstream::Upstream;
 
 /// The snapshot slot: `reload` is its only writer, `gateway` its reader.
 pub type Shared = Arc<ArcSwap<Snapshot>>;

@@ -240,7 +240,7 @@ async fn get(url: &Uri, tls: &Arc<rustls::ClientConfig>) -> Result<(Bytes, Optio
     let resp = tokio::time::timeout(FETCH_TIMEOUT, client.request(req))
         .await
         .map_err(|_| format!("{url}: no answer within {FETCH_TIMEOUT:?}"))?
-        .map_err(|e| format!("{url}: {}", crate::forward::error_chain(&e)))?;
+        .map_err(|e| format!("{url}: {}", crate::upstream::error_chain(&e)))?;
     if !resp.status().is_success() {
         return Err(format!("{url}: HTTP {}", resp.status()));
     }

@@ -24,10 +24,10 @@ use crate::auth::keys::{self, VerifyKey};
 use crate::auth::remote::{RemoteKeys, Source as RemoteSource};
 use crate::auth::{Issuer, Issuers, TokenCache};
 use crate::decide::{ClaimCheck, Requirement, TemplatePart};
-use crate::forward::Upstream;
 use crate::headers::{ForwardPlan, IdentitySource, NamePattern, Underscores};
 use crate::routes::{Access, Mode, Pattern, Route, RouteTable};
 use crate::snapshot::{ServerSettings, Snapshot};
+use crate::upstream::Upstream;
 
 /// Headers the gateway sets or that carry framing: an identity header may not use these names.
 const RESERVED_HEADERS: &[&str] = &[
@@ -564,7 +564,12 @@ fn compile_forward(c: &mut Compiler<'_>, file: &RoutesFile) -> ForwardPlan {
         UnderscoreSpec::Reject => Underscores::Reject,
         UnderscoreSpec::Allow => Underscores::Allow,
     };
-    ForwardPlan { authorization: file.forward.authorization, identity, strip, keep, underscores }
+    let identity_unstripped = identity
+        .iter()
+        .map(|(name, _)| name.clone())
+        .filter(|n| !strip.iter().any(|p| p.matches(n.as_str())))
+        .collect();
+    ForwardPlan { authorization: file.forward.authorization, identity, strip, identity_unstripped, keep, underscores }
 }
 
 /// The `Upgrade` protocols passed through (a route's or an upstream's

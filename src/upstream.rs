@@ -1,0 +1,226 @@
+//! Stage 6 of a request: send it upstream. The only module that talks to
+//! upstreams, and it takes a [`Permit`]: there is no way to forward a request
+//! that was not decided, nor to a path other than the one authorized.
+//!
+//! Every HTTP/1.x exchange is rolegate's own ([`http1`], over the wire rules
+//! of `h1`): plain or TLS, with or without a request body, upgrades included.
+//! Connections are kept per worker thread and per upstream ([`pool`]), each
+//! taken for one request and put back only when its response ended exactly
+//! and nothing arrived after it. [`forward`] is the one place that picks the
+//! exchange for an upstream.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::Scheme;
+use http::{Request, Response, Uri};
+use rustls::pki_types::ServerName;
+
+use crate::decide::Permit;
+use crate::metrics::Metrics;
+use crate::server::RequestBody;
+
+mod body;
+mod conn;
+mod http1;
+mod pool;
+
+pub use body::{BodyError, UpstreamBody};
+pub use conn::{PendingUpgrade, Upgraded};
+
+/// Each worker thread keeps its own idle connections per upstream, so that a
+/// pooled connection is always driven by the runtime that uses it.
+const MAX_POOLS: usize = 64;
+
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Called once by each worker thread (see `server::serve_workers`).
+pub fn set_worker_index(index: usize) {
+    WORKER.with(|w| w.set(index % MAX_POOLS));
+}
+
+/// One `[upstreams.NAME]` with its keep-alive connections (per worker).
+/// Shared by snapshots: a reload keeps the same `Upstream` (and its
+/// connections) when its settings are unchanged.
+pub struct Upstream {
+    pub name: String,
+    pub url: String,
+    /// `host:port` as written (for DNS when `addr` is not an IP literal).
+    host: String,
+    port: u16,
+    /// The address, when the URL names an IP: no resolution per connection.
+    addr: Option<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    /// Idle connections, per worker.
+    idle: pool::Pools,
+    /// TLS of an `https://` upstream: connector and the name to verify.
+    tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+    ca_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("name", &self.name).field("url", &self.url).finish()
+    }
+}
+
+impl Upstream {
+    /// `url` is `http://host:port` (an optional trailing `/`, nothing else after it).
+    /// `https://` upstreams are verified against the webpki and system roots
+    /// plus `ca_file` (PEM), when given.
+    pub fn new(
+        name: &str,
+        url: &str,
+        connect_timeout: Duration,
+        timeout: Duration,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Upstream, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("upstream url {url:?}: {e}"))?;
+        let scheme = uri.scheme().cloned().ok_or_else(|| format!("upstream url {url:?} needs a scheme (http://)"))?;
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err(format!("upstream url {url:?}: the scheme must be http:// or https://"));
+        }
+        let authority = uri.authority().cloned().ok_or_else(|| format!("upstream url {url:?} needs a host"))?;
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(format!(
+                "upstream url {url:?} has a path; the path forwarded is exactly the request's, so give scheme://host:port only"
+            ));
+        }
+        let https = scheme == Scheme::HTTPS;
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let host = authority.host().to_owned();
+        let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+        let addr = bare_host.parse::<std::net::IpAddr>().ok().map(|ip| SocketAddr::new(ip, port));
+        // Root certificates are loaded only for https:// upstreams.
+        let tls = match https {
+            true => {
+                let mut config = crate::tls::client_config(ca_file)?;
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                let server_name =
+                    ServerName::try_from(bare_host.to_owned()).map_err(|e| format!("upstream url {url:?}: {e}"))?;
+                Some((tokio_rustls::TlsConnector::from(Arc::new(config)), server_name))
+            }
+            false => None,
+        };
+        Ok(Upstream {
+            name: name.to_owned(),
+            url: url.to_owned(),
+            host,
+            port,
+            addr,
+            connect_timeout,
+            timeout,
+            idle: pool::Pools::new(MAX_POOLS),
+            tls,
+            ca_file: ca_file.map(std::path::Path::to_path_buf),
+        })
+    }
+
+    /// Whether a reload may keep this upstream (and its connection pool).
+    pub fn same_settings(
+        &self,
+        url: &str,
+        connect_timeout: Duration,
+        timeout: Duration,
+        ca_file: Option<&std::path::Path>,
+    ) -> bool {
+        self.url == url
+            && self.connect_timeout == connect_timeout
+            && self.timeout == timeout
+            && self.ca_file.as_deref() == ca_file
+    }
+
+    /// A new connection: TCP (no per-connection DNS for IP literals, `TCP_NODELAY`), then TLS for `https://`.
+    async fn connect(&self) -> Result<conn::Io, UpstreamError> {
+        let connect_error = || UpstreamError::Connect(self.name.clone());
+        let tcp = tokio::time::timeout(self.connect_timeout, async {
+            match self.addr {
+                Some(addr) => tokio::net::TcpStream::connect(addr).await,
+                None => tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await,
+            }
+        })
+        .await
+        .map_err(|_| connect_error())?
+        .map_err(|e| {
+            tracing::debug!(upstream = %self.name, error = %e, "connect failed");
+            connect_error()
+        })?;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => Ok(conn::Io::Plain(tcp)),
+            Some((connector, name)) => {
+                let tls = tokio::time::timeout(self.connect_timeout, connector.connect(name.clone(), tcp))
+                    .await
+                    .map_err(|_| connect_error())?
+                    .map_err(|e| UpstreamError::Failed(self.name.clone(), format!("TLS: {e}")))?;
+                Ok(conn::Io::Tls(Box::new(tls)))
+            }
+        }
+    }
+}
+
+/// Why the upstream did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Connection refused, unreachable, or connect timeout: 502.
+    #[error("upstream {0} unreachable")]
+    Connect(String),
+    /// No response headers within `timeout_ms`: 504.
+    #[error("upstream {0} did not answer in time")]
+    Timeout(String),
+    /// The connection failed mid-request: 502.
+    #[error("upstream {0} failed: {1}")]
+    Failed(String, String),
+}
+
+impl UpstreamError {
+    /// Stable label: connect, timeout, failed.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect(_) => "connect",
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::Failed(..) => "failed",
+        }
+    }
+}
+
+/// Sends `req` (headers already rewritten) to the permit's upstream, at the
+/// permit's path, and waits for the response head; bodies stream both ways.
+/// A request that asks to `upgrade` (to a protocol the route allows) may get
+/// a `101`, whose connection comes with the response as a [`PendingUpgrade`];
+/// to any other request, a `101` is refused.
+pub async fn forward(
+    req: Request<RequestBody>,
+    permit: &Permit,
+    upgrade: bool,
+    metrics: &Metrics,
+) -> Result<Response<UpstreamBody>, UpstreamError> {
+    let up = permit.upstream();
+    // Origin form: exactly the authorized path (and query), nothing else.
+    let target = permit.target().path_and_query();
+    // Written into the request line as it is: visible ASCII only (which
+    // normalization already ensures), so it cannot end or split the line.
+    if !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(UpstreamError::Failed(up.name.clone(), "the request target is not visible ASCII".into()));
+    }
+    let worker = WORKER.with(Cell::get);
+    let deadline = tokio::time::Instant::now() + up.timeout;
+    http1::exchange(up, worker, target, req, upgrade, deadline, metrics).await
+}
+
+/// An error and its sources, as one line (for logs).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
