@@ -17,4 +17,4 @@ pub mod template;
 
 pub use coverage::{coverage, Coverage, Finding};
 pub use document::{Document, SpecError, Where};
-pub use import::{import, ImportOptions, Imported, ImportedRoute, SpecAccess};
+pub use import::{import, Alternative, ImportOptions, Imported, ImportedRoute, SpecAccess};
