@@ -311,3 +311,79 @@ fn set(claims: &mut Map<String, Value>, path: &str, value: Value) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openapi::{import, Document, ImportOptions};
+
+    const SPEC: &str = "openapi: 3.1.0\npaths:\n  /t/{tenant}/items:\n    get:\n      operationId: items\n      security: [{oauth: [a]}, {oauth: [b, c]}]\n      x-rolegate: {any_roles: [admin], claims: {tid: '{tenant}'}}\n  /open:\n    get: {operationId: open, security: []}\ncomponents:\n  securitySchemes:\n    oauth: {type: oauth2, flows: {clientCredentials: {tokenUrl: 'https://x', scopes: {a: a, b: b, c: c}}}}\n";
+
+    /// The findings for a table of these routes (behind a header with one issuer).
+    fn findings(routes: &str, defaults: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::keygen::rsa().unwrap();
+        std::fs::write(dir.path().join("k.pem"), &key.public_pem).unwrap();
+        let text = format!(
+            "[upstreams.default]\nurl = \"http://127.0.0.1:9\"\n[[issuers]]\nissuer = \"i\"\nkeys = [{{ pem_file = \"k.pem\" }}]\npermissions_claim = \"scope\"\n{defaults}\n{routes}"
+        );
+        let path = dir.path().join("routes.toml");
+        std::fs::write(&path, &text).unwrap();
+        let table = crate::config::load(&path, None).unwrap_or_else(|e| panic!("{e}"));
+        let doc = Document::parse(SPEC, std::path::Path::new("spec.yaml")).unwrap();
+        let imported = import(&doc, &ImportOptions::default()).unwrap();
+        coverage(&table, Path::new("routes.toml"), &imported).findings.iter().map(ToString::to_string).collect()
+    }
+
+    const OPEN: &str = "[[routes]]\npath = \"/open\"\npublic = true\n";
+
+    fn items(requirement: &str) -> String {
+        format!(
+            "[[routes]]\nname = \"items\"\nmethods = [\"GET\"]\npath = \"/t/{{tenant}}/items\"\n{requirement}\n{OPEN}"
+        )
+    }
+
+    #[test]
+    fn the_imported_requirement_itself_passes() {
+        let exact = "any_roles = [\"admin\"]\nclaims = { tid = \"{tenant}\" }\nany_of = [{ all_permissions = [\"a\"] }, { all_permissions = [\"b\", \"c\"] }]";
+        assert_eq!(findings(&items(exact), ""), Vec::<String>::new());
+        // Stricter than the description is not a finding.
+        let stricter = format!("{exact}\nall_roles = [\"auditor\"]");
+        assert_eq!(findings(&items(&stricter), ""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_thing_a_route_does_not_ask_for_is_named() {
+        let no_claim =
+            "any_roles = [\"admin\"]\nany_of = [{ all_permissions = [\"a\"] }, { all_permissions = [\"b\", \"c\"] }]";
+        let f = findings(&items(no_claim), "");
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].contains("lets a token through without claim tid = \"x\""), "{f:?}");
+        let one_scope_less = "any_roles = [\"admin\"]\nclaims = { tid = \"{tenant}\" }\nany_of = [{ all_permissions = [\"a\"] }, { all_permissions = [\"b\"] }]";
+        let f = findings(&items(one_scope_less), "");
+        assert!(f[0].contains("without c;"), "{f:?}");
+        let no_role = "claims = { tid = \"{tenant}\" }\nany_of = [{ all_permissions = [\"a\"] }, { all_permissions = [\"b\", \"c\"] }]";
+        assert!(findings(&items(no_role), "")[0].contains("without role admin"));
+        let report = "mode = \"report\"\nany_roles = [\"admin\"]\nclaims = { tid = \"{tenant}\" }\nall_permissions = [\"a\", \"b\", \"c\"]";
+        assert!(findings(&items(report), "")[0].contains("is in report mode"));
+        assert!(findings(&items("public = true"), "")[0].contains("is public"));
+    }
+
+    #[test]
+    fn the_unmatched_route_counts_as_a_route_and_catch_alls_document_nothing_extra() {
+        let f = findings(OPEN, "[defaults]\nunmatched = \"authenticate\"");
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].starts_with("under-protected: GET /t/{tenant}/items (items): [defaults] unmatched"), "{f:?}");
+        let f = findings(OPEN, "");
+        assert_eq!(
+            f,
+            ["not routed: GET /t/{tenant}/items (items): no route admits GET /t/x/items (it gets 404 no_route)"]
+        );
+        // A catch-all matches an operation: not undocumented (but under-protected).
+        let f = findings(&format!("{OPEN}[[routes]]\nname = \"all\"\npath = \"/**\"\n"), "");
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].contains("route \"all\" (routes.toml:"), "{f:?}");
+        let f = findings(&format!("{OPEN}[[routes]]\nname = \"docs\"\npath = \"/docs/**\"\npublic = true\n"), "");
+        assert!(f[1].starts_with("undocumented: route \"docs\""), "{f:?}");
+    }
+}
