@@ -317,6 +317,13 @@ fn check_openapi_reports_a_deleted_a_widened_and_an_extra_route() {
         "{out}"
     );
     assert!(out.contains("lets a token through without write:pets;"), "{out}");
+    // A table imported with --prefix is checked with the same --prefix.
+    let (_, prefixed, _) = rolegate(&["import", "openapi", spec, "--prefix", "/api"]);
+    std::fs::write(&table, format!("{header}\n{prefixed}")).unwrap();
+    let (code, out, _) = rolegate(&["check", "--config", table_arg, "--openapi", spec, "--prefix", "/api"]);
+    assert!(code == 0 && out.contains("0 findings"), "{out}");
+    let (_, out, _) = rolegate(&["check", "--config", table_arg, "--openapi", spec]);
+    assert!(out.contains("40 findings (20 not routed, 0 under-protected, 20 undocumented)"), "{out}");
     // And `check` without --openapi is unchanged.
     let (code, out, _) = rolegate(&["check", "--config", table_arg]);
     assert_eq!(code, 0);

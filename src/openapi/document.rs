@@ -596,6 +596,15 @@ mod tests {
     }
 
     #[test]
+    fn yaml_is_read_as_yaml_1_2() {
+        // `y`, `no`, `on` are strings (YAML 1.1 made them booleans); `200:` keys are text.
+        let d = parse("openapi: 3.0.0\nx: [y, no, on, true]\nr: {200: ok}\n").unwrap();
+        assert_eq!(d.root()["x"], serde_json::json!(["y", "no", "on", true]));
+        assert_eq!(d.root()["r"]["200"], "ok");
+        assert!(parse("openapi: 3.0.0\na: 1\na: 2\n").unwrap_err().message.contains("duplicate"));
+    }
+
+    #[test]
     fn syntax_errors_name_the_line() {
         let err = parse("openapi: 3.1.0\npaths:\n  /a:\n    get: [\n").unwrap_err();
         assert!(matches!(err.at, Where::Line(4..=5, _)), "{err}");

@@ -389,7 +389,8 @@ fn requirement_keys(access: &SpecAccess, table: &mut toml::Table) {
 
 /// Adds an operation's `x-rolegate` keys: lists of permissions, roles and
 /// methods are added to, `claims` merged, an `any_of` joined to the
-/// description's (both must hold), `public` decides, any other key replaces.
+/// description's (both must hold), `public` decides, any other key replaces
+/// (but `path`, which is the template's).
 /// Unknown keys and wrong types are kept for the parser to refuse, with
 /// "did you mean".
 fn merge_extension(
@@ -408,6 +409,10 @@ fn merge_extension(
     for (key, value) in x {
         let mut key_at = format!("{at}/");
         push_escaped(&mut key_at, key);
+        if key == "path" {
+            // The example requests of `check --openapi` come from the template: the two must agree.
+            return Err(doc.error(&key_at, "x-rolegate cannot set `path`: it comes from the template (see --prefix)"));
+        }
         let mut value = to_toml(doc, value, &key_at)?;
         if key == "claims" {
             rename_params(&mut value, renamed);
@@ -765,6 +770,8 @@ mod tests {
         // Wrong shapes.
         assert!(imported(&base("[a]")).unwrap_err().message.contains("must be a mapping"));
         assert!(imported(&base("{mode: ~}")).unwrap_err().message.contains("null"));
+        let err = imported(&base("{path: /b}")).unwrap_err();
+        assert_eq!(err.at, Where::Pointer("#/paths/~1a~1{id}/get/x-rolegate/path".into()), "{err}");
         let err = imported(&base("{mode: sometimes}")).unwrap_err();
         assert!(err.message.contains("sometimes"), "{err}");
     }
