@@ -1,5 +1,8 @@
-//! The command line: `run` (default), `check`, `explain`, `demo`, `mint`.
+//! The command line: `run` (default), `check`, `explain`, `demo`, `mint`,
+//! `import openapi` (in `cli/openapi.rs`, with `check --openapi`).
 //! The only module (with `main.rs`) that uses `anyhow`.
+
+mod openapi;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,9 +49,22 @@ enum Command {
     Run,
     /// Validate the route table: exit 0 when valid, 1 with file:line errors otherwise.
     Check {
-        /// Treat warnings (unreachable routes, routes with no requirement, unusual methods) as errors.
+        /// Treat warnings (unreachable routes, routes with no requirement, unusual methods) as errors,
+        /// and with --openapi, findings too.
         #[arg(long)]
         strict: bool,
+        /// Also report the table's coverage of this OpenAPI description (YAML or JSON): operations no
+        /// route admits, secured operations whose route requires less, routes of no operation.
+        #[arg(long, value_name = "SPEC")]
+        openapi: Option<PathBuf>,
+        /// With --openapi: the prefix the routes were imported with (default: the path of servers[0].url).
+        #[arg(long, requires = "openapi")]
+        prefix: Option<String>,
+    },
+    /// Write routes.toml tables from another description of the API.
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
     },
     /// List the compiled route table in match order.
     Routes,
@@ -73,6 +89,20 @@ enum Command {
     },
     /// Sign a test token; prints the compact JWT alone.
     Mint(MintArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportFrom {
+    /// `[[routes]]` for every operation of an OpenAPI 3.0/3.1 document (YAML or JSON), on stdout.
+    Openapi {
+        spec: PathBuf,
+        /// Put this before every path template instead of the path of servers[0].url ("/" for none).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// `upstream = NAME` on every route.
+        #[arg(long)]
+        upstream: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -119,7 +149,11 @@ pub fn main() -> ExitCode {
     let _log_writer = init_tracing(cli.log_format.as_deref());
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.config),
-        Command::Check { strict } => return check(&cli.config, strict),
+        Command::Check { strict, openapi: None, .. } => return check(&cli.config, strict),
+        Command::Check { strict, openapi: Some(spec), prefix } => openapi::check(&cli.config, &spec, prefix, strict),
+        Command::Import { from: ImportFrom::Openapi { spec, prefix, upstream } } => {
+            openapi::import(&spec, prefix, upstream)
+        }
         Command::Routes => routes_cmd(&cli.config),
         Command::Schema => {
             print!("{}", config::file::schema());

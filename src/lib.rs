@@ -34,6 +34,7 @@ pub mod keygen;
 pub mod metrics;
 pub mod mint;
 pub mod normalize;
+pub mod openapi;
 mod pace;
 pub mod reload;
 pub mod routes;
