@@ -21,6 +21,9 @@ pub enum GatewayError {
     BadRequest(#[from] RequestError),
     #[error("no route matches")]
     NoRoute,
+    /// The request head is larger than `[server] max_header_bytes`: 431.
+    #[error("the request head is larger than the server accepts")]
+    HeadTooLarge,
     #[error("{0}")]
     Denied(#[from] Denial),
     #[error("{0}")]
@@ -32,6 +35,7 @@ impl GatewayError {
         match self {
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
+            GatewayError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::Denied(Denial::MissingToken | Denial::InvalidToken(_)) => StatusCode::UNAUTHORIZED,
             GatewayError::Denied(Denial::Forbidden { .. }) => StatusCode::FORBIDDEN,
             GatewayError::Denied(Denial::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
@@ -45,6 +49,7 @@ impl GatewayError {
         match self {
             GatewayError::BadRequest(_) => "bad_request",
             GatewayError::NoRoute => "no_route",
+            GatewayError::HeadTooLarge => "request_head_too_large",
             GatewayError::Denied(Denial::MissingToken) => "missing_token",
             GatewayError::Denied(Denial::InvalidToken(_)) => "invalid_token",
             GatewayError::Denied(Denial::Forbidden { .. }) => "insufficient_scope",
@@ -87,6 +92,7 @@ impl GatewayError {
             }
             GatewayError::BadRequest(_)
             | GatewayError::NoRoute
+            | GatewayError::HeadTooLarge
             | GatewayError::Upstream(_)
             | GatewayError::Denied(Denial::KeysUnavailable) => None,
         }

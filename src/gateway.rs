@@ -87,7 +87,7 @@ impl Gateway {
             Ok(resp) => (resp, if ctx.reported { "report_only" } else { "allow" }),
             Err(err) => {
                 let decision = match &err {
-                    GatewayError::BadRequest(_) => "bad_request",
+                    GatewayError::BadRequest(_) | GatewayError::HeadTooLarge => "bad_request",
                     GatewayError::NoRoute => "no_route",
                     GatewayError::Denied(Denial::MissingToken | Denial::InvalidToken(_)) => "deny_401",
                     GatewayError::Denied(Denial::Forbidden { .. }) => "deny_403",
@@ -146,6 +146,14 @@ impl Gateway {
         peer: Peer<'_>,
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, GatewayError> {
+        // The lean server measured its heads already; hyper's server bounds
+        // its read buffer only (a head that arrives whole may pass it).
+        if let RequestBody::Hyper(_) = req.body() {
+            let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+            if crate::h1::head::request_head_size(req.method(), target, req.headers()) > snap.server.max_header_bytes {
+                return Err(GatewayError::HeadTooLarge);
+            }
+        }
         if snap.forward.underscores == headers::Underscores::Reject && headers::underscore_name(req.headers()).is_some()
         {
             return Err(normalize::RequestError::UnderscoreHeader.into());

@@ -67,6 +67,7 @@ pub enum RequestError {
     DuplicateAuthorization,
     DoubleEncoded,
     UnderscoreHeader,
+    ConnectMethod,
 }
 
 impl RequestError {
@@ -89,6 +90,7 @@ impl RequestError {
             RequestError::DuplicateAuthorization => "duplicate_authorization",
             RequestError::DoubleEncoded => "double_encoded",
             RequestError::UnderscoreHeader => "underscore_header",
+            RequestError::ConnectMethod => "connect_method",
         }
     }
 }
@@ -114,6 +116,7 @@ impl fmt::Display for RequestError {
                 "the path contains a double-encoded dot, slash or backslash (%252e, %252f, %255c)"
             }
             RequestError::UnderscoreHeader => "a header name contains an underscore",
+            RequestError::ConnectMethod => "CONNECT requests are not proxied",
         })
     }
 }
@@ -136,8 +139,12 @@ pub fn normalize_request(method: &Method, uri: &Uri, headers: &HeaderMap) -> Res
         }
     }
     if uri.path() == "*" {
-        let _ = method;
         return Err(RequestError::AsteriskForm);
+    }
+    // CONNECT asks for a tunnel to an address: nothing a reverse proxy in
+    // front of an API forwards (and a 2xx to it would open one).
+    if method == Method::CONNECT {
+        return Err(RequestError::ConnectMethod);
     }
     normalize(uri.path(), uri.query())
 }

@@ -363,3 +363,27 @@ async fn upstream_connections_are_kept_alive_and_never_reused_mid_body() {
         assert_ne!(conn_of(&r), abandoned, "a connection with an unread body was handed out again");
     }
 }
+
+/// A request body is forwarded whatever the method: a chunked GET body (as
+/// Elasticsearch and OpenSearch clients send) reaches the upstream whole,
+/// with exactly one framing (hyper's client used to send such a GET with no body).
+#[tokio::test]
+async fn a_body_is_forwarded_whatever_the_method() {
+    let gw = TestGateway::start().await;
+    for (method, framing, body) in [
+        ("GET", "Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+        ("GET", "Content-Length: 11\r\n", "hello world"),
+        ("DELETE", "Transfer-Encoding: chunked\r\n", "b\r\nhello world\r\n0\r\n\r\n"),
+        ("OPTIONS", "Content-Length: 11\r\n", "hello world"),
+    ] {
+        let before = gw.upstream_saw().len();
+        let req =
+            format!("{method} /docs/search HTTP/1.1\r\nHost: gw.test\r\n{framing}Connection: close\r\n\r\n{body}");
+        let (status, text) = raw(gw.addr, req.as_bytes()).await;
+        assert_eq!(status, 200, "{method} {framing}: {text}");
+        let seen = &gw.upstream_saw()[before];
+        assert_eq!((seen.method.as_str(), seen.body_bytes), (method, 11), "{method} {framing}");
+        let framings = [seen.header("content-length").is_some(), seen.header("transfer-encoding").is_some()];
+        assert_eq!(framings.iter().filter(|f| **f).count(), 1, "exactly one framing: {:?}", seen.headers);
+    }
+}

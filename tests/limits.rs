@@ -123,3 +123,70 @@ async fn between_requests_the_idle_timeout_applies_and_a_stalled_head_gets_the_h
     cut_off_after_the_header_timeout(&mut s).await;
     assert_eq!(gw.upstream_saw().len(), 2);
 }
+
+/// One limit, `max_header_bytes`, whichever server reads the head: a head of
+/// 64–128 KiB (over the default 64 KiB) gets 431 as a connection's first
+/// request (the lean server) and as a later one on a connection hyper's
+/// server took over (after a request with a body), and never reaches the
+/// upstream; one just under the limit passes on both.
+#[tokio::test]
+async fn one_head_size_limit_on_every_path() {
+    let gw = TestGateway::start().await;
+    let head = |size: usize| {
+        let filler = size - "GET /docs/x HTTP/1.1\r\nhost: gw.test\r\nx-big: \r\n\r\n".len();
+        format!("GET /docs/x HTTP/1.1\r\nhost: gw.test\r\nx-big: {}\r\n\r\n", "a".repeat(filler))
+    };
+    let upload = "POST /docs/up HTTP/1.1\r\nhost: gw.test\r\ncontent-length: 2\r\n\r\nok";
+    for size in [65 * 1024, 100 * 1024, 127 * 1024] {
+        for after_body in [false, true] {
+            let before = gw.upstream_saw().len();
+            let mut s = TcpStream::connect(gw.addr).await.unwrap();
+            if after_body {
+                s.write_all(upload.as_bytes()).await.unwrap();
+                let first = read_response(&mut s).await;
+                assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+            }
+            s.write_all(head(size).as_bytes()).await.unwrap();
+            let answer = read_response(&mut s).await;
+            assert!(answer.starts_with("HTTP/1.1 431"), "{size} bytes, after a body: {after_body}: {answer:.80}");
+            assert_eq!(gw.upstream_saw().len(), before + usize::from(after_body), "{size}: never forwarded");
+        }
+    }
+    for after_body in [false, true] {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        if after_body {
+            s.write_all(upload.as_bytes()).await.unwrap();
+            read_response(&mut s).await;
+        }
+        s.write_all(head(64 * 1024 - 64).as_bytes()).await.unwrap();
+        let answer = read_response(&mut s).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "under the limit, after a body: {after_body}: {answer:.80}");
+    }
+}
+
+/// Reads one response head (and a body of `content-length`), or up to the close.
+async fn read_response(s: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = [0u8; 16384];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len = text[..end]
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&buf).into_owned()
+}

@@ -47,6 +47,16 @@ fn script(path: &str) -> (String, bool) {
         "/docs/bad-chunk" => ("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n".into(), false),
         "/docs/garbage" => ("NOT HTTP AT ALL\r\n\r\n".into(), false),
         "/docs/huge-head" => (format!("HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n", "a".repeat(70_000)), false),
+        // Chunk-size lines read strictly (RFC 9112 §7.1), the same for every request.
+        "/docs/chunk-space" => ("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n".into(), false),
+        "/docs/chunk-ff" => ("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\x0c\r\nhello\r\n0\r\n\r\n".into(), false),
+        "/docs/chunk-bare-cr" => ("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;a\rb\r\nhello\r\n0\r\n\r\n".into(), false),
+        "/docs/chunk-17-digits" => ("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n10000000000000005\r\nhello\r\n0\r\n\r\n".into(), false),
+        "/docs/te-http10" => ("HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".into(), false),
+        "/docs/trailers" => (
+            "HTTP/1.1 200 OK\r\nx-conn: {n}\r\ntransfer-encoding: chunked\r\ntrailer: grpc-status\r\n\r\n5\r\nhello\r\n0\r\ngrpc-status: 0\r\n\r\n".into(),
+            false,
+        ),
         "/docs/large" => (ok("", &large_body()), false),
         "/docs/large-chunked" => {
             let mut s = String::from("HTTP/1.1 200 OK\r\nx-conn: {n}\r\ntransfer-encoding: chunked\r\n\r\n");
@@ -316,4 +326,45 @@ async fn the_lean_server_writes_responses_byte_for_byte_as_hyper_does() {
             assert!(body_a == body_b, "{method} {path}: bodies differ ({} and {} bytes)", body_a.len(), body_b.len());
         }
     }
+}
+
+/// Every request takes the same exchange, whatever its method or body: the
+/// strict chunk-size reading, Transfer-Encoding in HTTP/1.0, and removing a
+/// Content-Length next to Transfer-Encoding hold for a POST with a body (once
+/// hyper's client path) as for a GET.
+#[tokio::test]
+async fn one_framing_whatever_the_request() {
+    let up = scripted_upstream().await;
+    let gw = gateway(&up).await;
+    let post = |path: &str| {
+        format!("POST {path} HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody")
+    };
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n");
+    for request in [get as fn(&str) -> String, post] {
+        for path in ["/docs/chunk-space", "/docs/chunk-ff", "/docs/chunk-bare-cr", "/docs/chunk-17-digits"] {
+            let text = exchange_to_end(gw.addr, &request(path)).await;
+            assert!(!text.contains("hello"), "{path}: a refused chunk line let its data through: {text:?}");
+            assert!(!text.ends_with("0\r\n\r\n"), "{path}: a cut body looks complete: {text:?}");
+        }
+        let text = exchange_to_end(gw.addr, &request("/docs/te-http10")).await;
+        assert!(text.starts_with("HTTP/1.1 502"), "{text}");
+        let text = exchange_to_end(gw.addr, &request("/docs/te-and-cl")).await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(!text.to_ascii_lowercase().contains("content-length: 100"), "a stale Content-Length: {text}");
+        let (_, body) = head_and_body(&text);
+        assert_eq!(body, "abc[end\"\\r\\n\"]", "{text}");
+    }
+}
+
+/// Trailers of a chunked upstream response are read and passed on when the
+/// client's connection is chunked too.
+#[tokio::test]
+async fn chunked_trailers_are_decoded() {
+    let up = scripted_upstream().await;
+    let gw = gateway(&up).await;
+    let r = gw.send("GET", "/docs/trailers", None).await;
+    assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"hello"[..]));
+    // The connection is reused after a response whose trailer section ended exactly.
+    let next = gw.send("GET", "/docs/plain", None).await;
+    assert_eq!(next.header("x-conn"), r.header("x-conn"));
 }

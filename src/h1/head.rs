@@ -3,8 +3,15 @@
 //! off the read buffer), and the value rules shared by both directions.
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
-use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, StatusCode};
+
+use super::framing::{self, Framing, FramingHeaders};
+
+/// The largest response head accepted (status line and headers).
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// The most response header lines accepted.
+pub const MAX_RESPONSE_HEADERS: usize = 100;
 
 /// A header of a parsed head: its name, and where its value lies in the head
 /// (see [`place`]).
@@ -58,6 +65,73 @@ pub fn lists_token(value: &[u8], token: &[u8]) -> bool {
 pub fn request_head_size(method: &http::Method, target_len: usize, headers: &HeaderMap) -> usize {
     let lines: usize = headers.iter().map(|(n, v)| n.as_str().len() + 2 + v.len() + 2).sum();
     method.as_str().len() + 1 + target_len + b" HTTP/1.1\r\n".len() + lines + 2
+}
+
+/// A final response head as parsed, but for the header values: those are in
+/// the parse's `fields`, to be taken from the head's bytes by [`header_map`].
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    /// The connection may serve another request after this response's body.
+    pub keep_alive: bool,
+    pub framing: Framing,
+    /// `Content-Length` is not passed on (`Transfer-Encoding` overrides it).
+    pub drop_length: bool,
+}
+
+/// What one parse of a buffer found: `None` when the head is incomplete;
+/// else its length and the final head, or `None` for an interim (1xx) response.
+pub type Parsed = Option<(usize, Option<ResponseHead>)>;
+
+/// One response head from the start of `buf` (httparse, as hyper parses
+/// them); its headers' names and value places go to `fields`. `upgrade`: the
+/// request asked to upgrade, so a `101` is its final answer; to any other
+/// request a `101` is refused. Errors say why the response is refused.
+pub fn parse_response(
+    buf: &[u8],
+    head_request: bool,
+    upgrade: bool,
+    fields: &mut Vec<Field>,
+) -> Result<Parsed, &'static str> {
+    fields.clear();
+    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len > MAX_RESPONSE_HEAD => return Err("the response head is too large"),
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err("the response has too many headers"),
+        Err(_) => return Err("the response head is not valid HTTP/1.1"),
+    };
+    let code = resp.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code).map_err(|_| "the response status is not valid")?;
+    if status == StatusCode::SWITCHING_PROTOCOLS && !upgrade {
+        return Err("a 101 Switching Protocols to a request that asked no upgrade");
+    }
+    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(Some((len, None)));
+    }
+    let http11 = resp.version == Some(1);
+    let mut keep_alive = http11;
+    let mut found = FramingHeaders::default();
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| "a response header name is not valid")?;
+        if name == CONTENT_LENGTH {
+            found.content_length(h.value)?;
+        } else if name == TRANSFER_ENCODING {
+            found.transfer_encoding(h.value);
+        } else if name == CONNECTION && lists_token(h.value, b"close") {
+            keep_alive = false;
+        }
+        fields.push((name, place(buf, h.value)));
+    }
+    let (framing, drop_length) = framing::response(status, http11, head_request, found)?;
+    // Until-close framing ends the connection; both framings (RFC 9112 §6.3
+    // item 3) or a 101 (another protocol follows) end its HTTP/1.1 use.
+    if framing == Framing::UntilClose || drop_length || status == StatusCode::SWITCHING_PROTOCOLS {
+        keep_alive = false;
+    }
+    Ok(Some((len, Some(ResponseHead { status, keep_alive, framing, drop_length }))))
 }
 
 #[cfg(test)]

@@ -238,6 +238,16 @@ fn scan(buf: &[u8], limits: &Limits, fields: &mut Vec<headers::Field>) -> Scan {
         return Scan::NotMine;
     }
     let mut keep_alive = true;
+    // The head as it would be forwarded (one space after each colon) must fit
+    // the limit, measured as the gateway measures heads hyper's server reads
+    // (`h1::head::request_head_size`): one limit whichever server reads it.
+    let mut size = method.as_str().len() + 1 + target.len() + b" HTTP/1.1\r\n".len() + 2;
+    for h in parsed.headers.iter() {
+        size += h.name.len() + 2 + h.value.len() + 2;
+    }
+    if size > limits.max_header_bytes {
+        return Scan::NotMine;
+    }
     for h in parsed.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
             return Scan::NotMine;

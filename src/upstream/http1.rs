@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{HeaderName, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use hyper::body::{Body as _, Frame, SizeHint};
 use prometheus_client::metrics::counter::Counter;
@@ -29,17 +29,15 @@ use tokio::time::{Instant, Sleep};
 
 use super::conn::{Idle, Io, PendingUpgrade, Upgraded};
 use super::{BodyError, Upstream, UpstreamBody, UpstreamError};
-use crate::h1::framing::{self, FramingHeaders};
+use crate::h1::framing;
+use crate::h1::head::{Parsed, ResponseHead};
 use crate::h1::{self as wire, ChunkedDecoder, Decoded, Field, Framing};
 use crate::metrics::Metrics;
 use crate::server::RequestBody;
 
-/// The largest response head accepted (status line and headers).
-const MAX_HEAD: usize = 64 * 1024;
+use crate::h1::head::MAX_RESPONSE_HEAD as MAX_HEAD;
 /// A request head buffer larger than this is not kept with its connection.
 const MAX_KEPT_HEAD: usize = 16 * 1024;
-/// The most response header lines accepted.
-const MAX_HEADERS: usize = 100;
 /// How often a request is tried again on another connection when the one it
 /// was given closed before the request was written (an upstream closing an
 /// idle keep-alive connection races with its reuse). Never after writing.
@@ -412,7 +410,7 @@ async fn read_head(conn: &mut Conn, head_request: bool, upgrade: bool) -> Result
                     // slices of those bytes (no copy).
                     let head = conn.buf.split_to(len).freeze();
                     let headers = header_map(&head, &mut conn.fields, found.drop_length)?;
-                    let Found { status, keep_alive, framing, .. } = found;
+                    let ResponseHead { status, keep_alive, framing, .. } = found;
                     return Ok((Head { status, headers, keep_alive }, framing));
                 }
                 // An interim 1xx response: the final one follows (maybe already read).
@@ -433,20 +431,6 @@ async fn read_head(conn: &mut Conn, head_request: bool, upgrade: bool) -> Result
     }
 }
 
-/// A final response head as parsed, but for the header values: those are in
-/// the parse's `fields`, to be taken from the head's bytes by [`header_map`].
-struct Found {
-    status: StatusCode,
-    keep_alive: bool,
-    framing: Framing,
-    /// `Content-Length` is not passed on (`Transfer-Encoding` overrides it).
-    drop_length: bool,
-}
-
-/// What one parse of the buffer found: `None` when the head is incomplete;
-/// else its length and the final head, or `None` for an interim (1xx) response.
-type Parsed = Option<(usize, Option<Found>)>;
-
 /// The header map of a final head, its values sliced from `head`.
 fn header_map(head: &Bytes, fields: &mut Vec<Field>, drop_length: bool) -> Result<HeaderMap, HeadError> {
     // Room for the header the gateway adds (`x-request-id`) without growing.
@@ -454,51 +438,9 @@ fn header_map(head: &Bytes, fields: &mut Vec<Field>, drop_length: bool) -> Resul
         .map_err(|_| HeadError::Invalid("a response header value is not valid"))
 }
 
-/// One response head from the start of `buf`; its headers' names and value
-/// places go to `fields`.
+/// [`wire::head::parse_response`], its refusals as [`HeadError::Invalid`].
 fn parse_head(buf: &[u8], head_request: bool, upgrade: bool, fields: &mut Vec<Field>) -> Result<Parsed, HeadError> {
-    fields.clear();
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
-            return Err(HeadError::Invalid("the response head is too large"))
-        }
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::Invalid("the response has too many headers")),
-        Err(_) => return Err(HeadError::Invalid("the response head is not valid HTTP/1.1")),
-    };
-    let code = resp.code.unwrap_or(0);
-    let status = StatusCode::from_u16(code).map_err(|_| HeadError::Invalid("the response status is not valid"))?;
-    if status == StatusCode::SWITCHING_PROTOCOLS && !upgrade {
-        return Err(HeadError::Invalid("a 101 Switching Protocols to a request that asked no upgrade"));
-    }
-    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(Some((len, None)));
-    }
-    let http11 = resp.version == Some(1);
-    let mut keep_alive = http11;
-    let mut found = FramingHeaders::default();
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| HeadError::Invalid("a response header name is not valid"))?;
-        if name == CONTENT_LENGTH {
-            found.content_length(h.value).map_err(HeadError::Invalid)?;
-        } else if name == TRANSFER_ENCODING {
-            found.transfer_encoding(h.value);
-        } else if name == CONNECTION && wire::lists_token(h.value, b"close") {
-            keep_alive = false;
-        }
-        fields.push((name, wire::place(buf, h.value)));
-    }
-    let (framing, drop_length) = framing::response(status, http11, head_request, found).map_err(HeadError::Invalid)?;
-    // Until-close framing ends the connection; both framings (RFC 9112 §6.3
-    // item 3) or a 101 (another protocol follows) end its HTTP/1.1 use.
-    if framing == Framing::UntilClose || drop_length || status == StatusCode::SWITCHING_PROTOCOLS {
-        keep_alive = false;
-    }
-    Ok(Some((len, Some(Found { status, keep_alive, framing, drop_length }))))
+    wire::head::parse_response(buf, head_request, upgrade, fields).map_err(HeadError::Invalid)
 }
 
 /// The response for the client, with a body that owns the connection until
@@ -741,7 +683,7 @@ mod tests {
         assert!(framing("HTTP/1.1 101 Switching Protocols\r\n\r\n", false).is_err(), "101 to no upgrade");
         let upgraded =
             parse_head(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n", false, true, &mut Vec::new());
-        assert!(matches!(upgraded, Ok(Some((_, Some(Found { keep_alive: false, .. }))))));
+        assert!(matches!(upgraded, Ok(Some((_, Some(ResponseHead { keep_alive: false, .. }))))));
         assert_eq!(framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n", false), Err("partial"));
     }
 
