@@ -1,10 +1,11 @@
 //! The command line: `run` (default), `check`, `routes`, `schema`, `diff`,
-//! `explain`, `demo`, `mint`, one file per subcommand under `cli/`.
+//! `explain`, `demo`, `mint`, `health`, one file per subcommand under `cli/`.
 //! The only module (with `main.rs`) that uses `anyhow`.
 
 mod check;
 mod diff;
 mod explain;
+mod health;
 mod mint;
 mod routes;
 mod run;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context as _};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::auth;
 use crate::config;
@@ -30,8 +31,9 @@ use crate::routes::{Access, Route};
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Route table (for `run`, the default command).
-    #[arg(long, env = "ROLEGATE_CONFIG", default_value = "routes.toml", global = true)]
+    /// The route table that `run`, `check`, `routes` and `explain` read (the
+    /// other commands read none and refuse it on the command line).
+    #[arg(long, env = "ROLEGATE_CONFIG", default_value = "routes.toml", global = true, value_name = "FILE")]
     config: PathBuf,
     /// Log format on stderr: `text`, or `json` (one object per line). Default: json
     /// when stderr is not a terminal. The level comes from RUST_LOG (default `info`).
@@ -42,12 +44,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve (the default when no command is given).
-    Run,
+    Run(run::RunArgs),
     /// Validate the route table: exit 0 when valid, 1 with file:line errors otherwise.
     Check {
-        /// Treat warnings (unreachable routes, routes with no requirement, unusual methods) as errors.
+        /// Treat warnings (unreachable routes, routes with no requirement, unusual methods,
+        /// role and permission names [roles] does not know) as errors.
         #[arg(long)]
         strict: bool,
+        /// Validate everything but the key material (key, JWKS and TLS files, secret_env),
+        /// for pipelines where keys are mounted only at deploy time.
+        #[arg(long)]
+        skip_keys: bool,
     },
     /// List the compiled route table in match order.
     Routes,
@@ -55,51 +62,96 @@ enum Command {
     Schema,
     /// What would an edit change? Evaluates two tables on the same requests
     /// (JSON lines of {method, host, path, claims}) and prints every changed verdict.
-    Diff {
-        old: PathBuf,
-        new: PathBuf,
-        /// JSON lines: {"method": "GET", "host": "api.example.com", "path": "/v1/x", "claims": {...}}
-        /// (no `claims`: no token).
-        #[arg(long)]
-        replay: PathBuf,
-    },
+    Diff(diff::DiffArgs),
     /// Show how one request would be decided.
     Explain(explain::ExplainArgs),
-    /// Run the example table in front of a built-in echo upstream, with ready-made tokens.
+    /// Run the example table in front of a built-in echo upstream, with ready-made tokens
+    /// (always the built-in table: to serve your own, use `run --config FILE`).
     Demo {
+        /// Address of the demo gateway.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
     },
     /// Sign a test token; prints the compact JWT alone.
     Mint(mint::MintArgs),
+    /// Probe the admin `/readyz` of a running gateway: exit 0 when it answers 200, else 1
+    /// (a container HEALTHCHECK without curl).
+    Health(health::HealthArgs),
+}
+
+impl Command {
+    /// For a command that reads no route table: its name and what to do
+    /// instead of giving `--config`.
+    fn refuses_config(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Command::Run(_) | Command::Check { .. } | Command::Routes | Command::Explain(_) => None,
+            Command::Demo { .. } => Some((
+                "demo",
+                "it always serves the built-in example table, with its own echo upstream and key; \
+                 to serve your table: rolegate run --config FILE",
+            )),
+            Command::Diff(_) => {
+                Some(("diff", "it compares the two tables it is given: rolegate diff OLD NEW --replay FILE"))
+            }
+            Command::Schema => Some(("schema", "it prints the schema of every routes.toml")),
+            Command::Mint(_) => Some(("mint", "it signs with the key it is given")),
+            Command::Health(_) => Some(("health", "it probes the admin endpoint --url names")),
+        }
+    }
 }
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let command = cli.command.unwrap_or_else(|| Command::Run(run::RunArgs::default()));
+    // Only on the command line: ROLEGATE_CONFIG may well be set for every command (the Docker image sets it).
+    if matches.value_source("config") == Some(clap::parser::ValueSource::CommandLine) {
+        if let Some((name, instead)) = command.refuses_config() {
+            print_error(format!("`{name}` reads no route table, so --config is refused: {instead}"));
+            return ExitCode::from(2);
+        }
+    }
     // Held until `main` returns: dropping it writes out the lines still queued.
     let _log_writer = init_tracing(cli.log_format.as_deref());
-    let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run::run(&cli.config),
-        Command::Check { strict } => return check::check(&cli.config, strict),
+    let result = match command {
+        Command::Run(args) => run::run(&cli.config, &args),
+        Command::Check { strict, skip_keys } => return check::check(&cli.config, strict, skip_keys),
         Command::Routes => routes::routes_cmd(&cli.config),
         Command::Schema => {
             print!("{}", config::file::schema());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Diff { old, new, replay } => diff::diff_cmd(&old, &new, &replay),
+        Command::Diff(args) => return diff::diff_cmd(&args),
         Command::Explain(args) => explain::explain(&cli.config, &args),
         Command::Demo { listen } => runtime()
             .and_then(|rt| rt.block_on(crate::demo::run(listen)).map(|()| ExitCode::SUCCESS).map_err(|e| anyhow!(e))),
         Command::Mint(args) => mint::mint_cmd(&args),
+        Command::Health(args) => health::health(&args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("rolegate: {e:#}");
+            print_error(format!("{e:#}"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints an error on stderr: every line starts with `rolegate: `, in every
+/// subcommand (a table's errors then name `file:line:col`).
+fn print_error(e: impl std::fmt::Display) {
+    for line in e.to_string().lines() {
+        eprintln!("rolegate: {line}");
+    }
+}
+
+/// How the commands that only inspect a table load it (no key material read).
+const SKIP_KEYS: config::LoadOptions = config::LoadOptions { skip_keys: true, listen: None, default_upstream: None };
+
+/// `1 route`, `2 routes`.
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Logs go to stderr through a queue and a writer thread that writes them

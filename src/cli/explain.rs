@@ -3,11 +3,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, Context as _};
 use clap::Args;
 
-use super::{describe, identity_of_claims};
+use super::{describe, identity_of_claims, SKIP_KEYS};
 use crate::auth;
 use crate::config;
 use crate::decide::{self, Auth, Denial};
@@ -17,31 +18,60 @@ use crate::normalize;
 
 #[derive(Debug, Args)]
 pub(super) struct ExplainArgs {
-    #[arg(long)]
+    /// The request's method.
+    #[arg(long, default_value = "GET")]
     method: String,
+    /// The request target as a client sends it: path and optional `?query`
+    /// (normalized as the gateway would; the query is not matched).
     #[arg(long)]
     path: String,
+    /// The request's Host header, for routes with `host` (default: none).
     #[arg(long)]
     host: Option<String>,
-    /// A token, verified as the gateway would.
-    #[arg(long, conflicts_with = "claims", required_unless_present = "claims")]
+    /// A token (JWT), verified as the gateway would. Keys of issuers with
+    /// `jwks_url` or `discovery` are fetched first (at most 3 s).
+    #[arg(long, conflicts_with_all = ["claims", "no_token"])]
     token: Option<String>,
-    /// Claims as JSON, evaluated without a signature.
-    #[arg(long)]
+    /// Claims as a JSON object, evaluated without a signature (no key material needed).
+    #[arg(long, conflicts_with = "no_token")]
     claims: Option<String>,
+    /// Explain a request that carries no token (the default without --token or --claims).
+    #[arg(long)]
+    no_token: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
 }
 
+/// How long `explain --token` waits for an issuer's remote keys.
+const KEY_FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+
 pub(super) fn explain(path: &Path, args: &ExplainArgs) -> anyhow::Result<ExitCode> {
-    let snap = config::load(path, None).map_err(|e| anyhow!("{e}"))?;
-    let report = explain_report(&snap, path, args)?;
+    // Only a token needs the key material.
+    let snap = match &args.token {
+        Some(_) => config::load(path, None),
+        None => config::load_with(path, None, &SKIP_KEYS),
+    }
+    .map_err(|e| anyhow!("{e}"))?;
+    let keys = match &args.token {
+        Some(token) => fetch_remote_keys(&snap, token)?,
+        None => None,
+    };
+    let mut report = explain_report(&snap, path, args)?;
+    if let Some(keys) = keys {
+        report["keys"] = serde_json::json!(keys);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
     let field = |k: &str| report.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    if let Some(t) = field("token") {
+        println!("token:       {t}");
+    }
+    if let Some(k) = field("keys") {
+        println!("keys:        {k}");
+    }
     if let Some(p) = field("path") {
         println!("path:        {p} (normalized)");
     }
@@ -117,8 +147,13 @@ fn explain_report(
             let claims = claims.as_object().cloned().ok_or_else(|| anyhow!("--claims must be a JSON object"))?;
             Auth::Valid(identity_of_claims(snap, claims)?)
         }
-        (None, None) => bail!("give --token or --claims"),
+        (None, None) => Auth::Missing,
     };
+    report["token"] = json!(match (&args.token, &args.claims) {
+        (Some(_), _) => "verified as the gateway would",
+        (None, Some(_)) => "claims, unverified",
+        (None, None) => "none",
+    });
     if let Auth::Valid(id) = &auth {
         report["roles"] = json!(id.roles.iter().map(|r| &**r).collect::<Vec<_>>());
         report["permissions"] = json!(id.permissions.iter().map(|p| &**p).collect::<Vec<_>>());
@@ -138,4 +173,26 @@ fn explain_report(
         }
         Err(denial) => deny(&GatewayError::Denied(denial), report),
     })
+}
+
+/// For a token of an issuer with `jwks_url` or `discovery`: that issuer's
+/// keys, fetched now (as the gateway does at start-up), so that `explain`
+/// verifies against what the gateway would have. A note saying what was
+/// fetched, or why not (then only the table's own keys are tried).
+fn fetch_remote_keys(snap: &crate::snapshot::Snapshot, token: &str) -> anyhow::Result<Option<String>> {
+    let Some(remote) = auth::issuer_of(token, &snap.issuers).and_then(|i| i.remote.clone()) else {
+        return Ok(None);
+    };
+    let source = match &remote.source {
+        auth::remote::Source::Jwks(u) => format!("jwks_url {u}"),
+        auth::remote::Source::Discovery(u) => format!("discovery {u}"),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a runtime")?;
+    Ok(Some(match rt.block_on(async { tokio::time::timeout(KEY_FETCH_TIMEOUT, remote.fetch()).await }) {
+        Ok(Ok(n)) => format!("{} fetched from {source}", super::plural(n, "key")),
+        Ok(Err(e)) => format!("cannot fetch the keys of {source}: {e}; the token is checked without them"),
+        Err(_) => {
+            format!("no keys from {source} within {} s; the token is checked without them", KEY_FETCH_TIMEOUT.as_secs())
+        }
+    }))
 }

@@ -22,6 +22,7 @@ pub(super) struct MintArgs {
     /// Lifetime: sets iat and exp unless the claims have them (30s, 15m, 1h, 2d; negative for expired).
     #[arg(long, default_value = "1h", allow_hyphen_values = true)]
     ttl: String,
+    /// The `kid` header: the id of the key in the issuer's `keys` or JWKS.
     #[arg(long)]
     kid: Option<String>,
 }
@@ -36,7 +37,10 @@ pub(super) fn mint_cmd(args: &MintArgs) -> anyhow::Result<ExitCode> {
     };
     let claims: serde_json::Value = serde_json::from_str(&args.claims).context("--claims is not JSON")?;
     let ttl = mint::parse_ttl(&args.ttl).map_err(|e| anyhow!(e))?;
-    let token = mint::sign(&signer, &claims, args.kid.as_deref(), Some(ttl)).map_err(|e| anyhow!(e))?;
+    let token = mint::sign(&signer, &claims, args.kid.as_deref(), Some(ttl)).map_err(|e| match &args.key {
+        Some(key) => anyhow!("--key {}: {e}", key.display()),
+        None => anyhow!(e),
+    })?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)
 }
