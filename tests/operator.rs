@@ -144,26 +144,12 @@ async fn run_takes_listen_and_upstream_from_the_command_line() {
     write_table(dir.path(), "127.0.0.1:9", "ops");
     std::fs::write(&table, unbindable(std::fs::read_to_string(&table).unwrap())).unwrap();
     child.signal(nix::sys::signal::Signal::SIGHUP);
-    let (_, before) = wait_for_line_containing(&lines, "route table reloaded");
+    let (_, before) = wait_for_line(&lines, |l| l.contains("route table reloaded"));
     assert!(before.iter().all(|l| !l.contains("restart")), "{before:#?}");
     assert_eq!(get(addr, "/admin/x", &ops).await, 200);
     assert_eq!(echo.requests().len(), 2);
     child.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(child.exit_status().await.success());
-}
-
-/// The first line containing `text`, and the lines before it (10 s at most).
-fn wait_for_line_containing(lines: &std::sync::mpsc::Receiver<String>, text: &str) -> (String, Vec<String>) {
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    let mut before = Vec::new();
-    loop {
-        let left = end.saturating_duration_since(std::time::Instant::now());
-        let line = lines.recv_timeout(left).unwrap_or_else(|_| panic!("no line with {text:?}; got {before:#?}"));
-        if line.contains(text) {
-            return (line, before);
-        }
-        before.push(line);
-    }
 }
 
 #[test]
@@ -362,8 +348,7 @@ async fn admin_answers_at_once_and_readiness_follows_the_remote_keys() {
     let dir = tempfile::tempdir().unwrap();
     let table = remote_table(dir.path(), idp.addr, "admin_listen = \"127.0.0.1:0\"");
     let (child, _addr, lines) = spawn(&["run", "--config", s(&table)]);
-    let (admin, _) = wait_for_line(&lines, "admin listening on ", Duration::from_secs(10));
-    let admin: SocketAddr = admin.parse().unwrap();
+    let admin = admin_address(&lines);
     let healthz = get_within_2s(admin, "/healthz", None).await.expect("/healthz answers at once");
     assert_eq!(healthz.status, 200);
     let readyz = get_within_2s(admin, "/readyz", None).await.expect("/readyz answers at once");
@@ -397,8 +382,7 @@ async fn config_and_metrics_say_what_an_operator_needs() {
     let table = write_table(dir.path(), &echo.addr.to_string(), "admin");
     let text = std::fs::read_to_string(&table).unwrap();
     let (child, addr, lines) = spawn(&["run", "--config", s(&table)]);
-    let (admin, _) = wait_for_line(&lines, "admin listening on ", Duration::from_secs(10));
-    let admin: SocketAddr = admin.parse().unwrap();
+    let admin = admin_address(&lines);
     let config = || async move { get_within_2s(admin, "/config", None).await.expect("/config").json() };
     let rfc3339 = |v: &serde_json::Value| {
         let t = v.as_str().unwrap_or_else(|| panic!("not a string: {v}"));

@@ -119,33 +119,24 @@ pub async fn get(addr: SocketAddr, path: &str, token: &str) -> u16 {
     send(req).await.status.as_u16()
 }
 
-/// Like [`rolegate`], with `stdin` closed and extra environment variables.
-pub fn rolegate_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).env("RUST_LOG", "warn").stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Reads lines until one starts with `prefix` (within `deadline`): (that line's rest, every line before it).
-pub fn wait_for_line(lines: &mpsc::Receiver<String>, prefix: &str, deadline: Duration) -> (String, Vec<String>) {
-    let end = std::time::Instant::now() + deadline;
+/// Reads lines until one `matches` (10 s at most): (that line, every line before it).
+pub fn wait_for_line(lines: &mpsc::Receiver<String>, matches: impl Fn(&str) -> bool) -> (String, Vec<String>) {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
     let mut before = Vec::new();
     loop {
         let left = end.saturating_duration_since(std::time::Instant::now());
-        let line = lines.recv_timeout(left).unwrap_or_else(|_| panic!("no line {prefix:?} in time; got {before:#?}"));
-        if let Some(rest) = line.strip_prefix(prefix) {
-            return (rest.to_owned(), before);
+        let line = lines.recv_timeout(left).unwrap_or_else(|_| panic!("no such line in time; got {before:#?}"));
+        if matches(&line) {
+            return (line, before);
         }
         before.push(line);
     }
+}
+
+/// The address of the `admin listening on ADDR` line.
+pub fn admin_address(lines: &mpsc::Receiver<String>) -> SocketAddr {
+    let (line, _) = wait_for_line(lines, |l| l.starts_with("admin listening on "));
+    line["admin listening on ".len()..].parse().unwrap()
 }
 
 /// `GET http://addr{path}` with an optional `Accept`, answered within 2 s or `None`.
