@@ -5,11 +5,12 @@
 pub mod compile;
 pub mod error;
 pub mod file;
+mod names;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use compile::compile;
+pub use compile::{compile, compile_with};
 pub use error::{ConfigError, ConfigErrors, Locator};
 pub use file::RoutesFile;
 
@@ -21,9 +22,51 @@ pub fn default_path() -> PathBuf {
     PathBuf::from("routes.toml")
 }
 
+/// How a table is loaded, besides its text: [`load_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Compile without key material: no `keys` PEM file, `jwks_file` or
+    /// `[server] tls` file is read and no `secret_env` is looked up; issuers
+    /// are left without those keys (remote keys are never fetched by a load
+    /// anyway). For the commands that only inspect the table (`check
+    /// --skip-keys`, `routes`, `explain --claims`, `diff`); never for serving.
+    pub skip_keys: bool,
+    /// Replaces `[server] listen` (`run --listen`).
+    pub listen: Option<std::net::SocketAddr>,
+    /// Replaces the URL of `[upstreams.default]`, which it adds when the table
+    /// has none (`run --upstream`).
+    pub default_upstream: Option<String>,
+}
+
+impl LoadOptions {
+    /// Applies the overrides to a parsed file.
+    fn apply(&self, file: &mut RoutesFile) {
+        if let Some(addr) = self.listen {
+            file.server.listen = addr.to_string();
+        }
+        if let Some(url) = &self.default_upstream {
+            match file.upstreams.get_mut("default") {
+                Some(up) => *up.get_mut().url.get_mut() = url.clone(),
+                None => {
+                    // Parsed, so that the defaults of the other keys are the file's.
+                    let spec = format!("url = {}", toml::Value::String(url.clone()));
+                    if let Ok(up) = toml::from_str::<file::UpstreamSpec>(&spec) {
+                        file.upstreams.insert("default".to_owned(), toml::Spanned::new(0..0, up));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Reads and compiles `path`. `previous` lets unchanged upstreams keep their
 /// pools, and the pieces of a large file that are unchanged skip parsing.
 pub fn load(path: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, ConfigErrors> {
+    load_with(path, previous, &LoadOptions::default())
+}
+
+/// [`load`] with overrides, or without key material ([`LoadOptions`]).
+pub fn load_with(path: &Path, previous: Option<&Snapshot>, options: &LoadOptions) -> Result<Snapshot, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
@@ -32,8 +75,9 @@ pub fn load(path: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, Config
             message: format!("cannot read: {e}"),
         }])
     })?;
-    let (file, pieces) = parse_reusing(path, &text, previous.map(|p| &p.parsed_pieces))?;
-    let mut snapshot = compile(file, path, &text, previous)?;
+    let (mut file, pieces) = parse_reusing(path, &text, previous.map(|p| &p.parsed_pieces))?;
+    options.apply(&mut file);
+    let mut snapshot = compile_with(file, path, &text, previous, options)?;
     snapshot.parsed_pieces = pieces;
     Ok(snapshot)
 }

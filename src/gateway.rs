@@ -110,9 +110,7 @@ impl Gateway {
             decision,
             status: resp.status().as_u16(),
         };
-        self.metrics.count_request(labels);
-        self.metrics.request_duration.observe(elapsed.as_secs_f64());
-        self.metrics.gateway_duration.observe(elapsed.saturating_sub(ctx.upstream_wait).as_secs_f64());
+        self.metrics.record_request(labels, elapsed, elapsed.saturating_sub(ctx.upstream_wait));
         if ctx.log {
             // One line per request; never the token (only `sub` and `iss` from it).
             tracing::info!(

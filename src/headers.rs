@@ -556,14 +556,15 @@ pub struct ForwardedHeader {
     value: Option<HeaderValue>,
 }
 
-/// The value of one identity header, or none (claim missing, or not a valid header value).
+/// The value of one identity header, or none (claim missing, empty — no roles,
+/// say: the header is not sent rather than sent empty — or not a valid header value).
 pub fn identity_value(source: &IdentitySource, id: &Identity) -> Option<HeaderValue> {
     let text = match source {
         IdentitySource::Roles => join(&id.roles),
         IdentitySource::Permissions => join(&id.permissions),
         IdentitySource::Claim(path) => claims::header_text(id.claim(path)?)?,
     };
-    HeaderValue::from_str(&text).ok()
+    (!text.is_empty()).then(|| HeaderValue::from_str(&text).ok()).flatten()
 }
 
 fn join(items: &[Box<str>]) -> String {

@@ -28,6 +28,12 @@ pub fn sign(signer: &Signer, claims: &Value, kid: Option<&str>, ttl: Option<i64>
     let candidates: Vec<(Algorithm, EncodingKey)> = match signer {
         Signer::Secret(s) => vec![(Algorithm::HS256, EncodingKey::from_secret(s))],
         Signer::Pem(pem) => {
+            if let Some(kind) = public_key_kind(pem) {
+                return Err(format!(
+                    "this is a public key ({kind}); signing needs the private key of the pair \
+                     (the file `openssl genpkey` wrote, e.g. keys/idp.key, not keys/idp.pub.pem)"
+                ));
+            }
             let mut c = Vec::new();
             if let Ok(k) = EncodingKey::from_rsa_pem(pem) {
                 c.push((Algorithm::RS256, k));
@@ -52,6 +58,23 @@ pub fn sign(signer: &Signer, claims: &Value, kid: Option<&str>, ttl: Option<i64>
         }
     }
     Err(last_err)
+}
+
+/// The kind of a PEM public key or certificate (`RSA`, `EC P-256`, …), or
+/// `None` when `pem` is something else (jsonwebtoken would take an RSA public
+/// key for a signing key, and fail only when signing, with no word of why).
+fn public_key_kind(pem: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(pem).ok()?;
+    if !text.contains("PUBLIC KEY-----") && !text.contains("CERTIFICATE-----") {
+        return None;
+    }
+    let kind = match crate::auth::keys::from_pem(None, pem).ok()?.algorithms.first()? {
+        Algorithm::ES256 => "EC P-256",
+        Algorithm::ES384 => "EC P-384",
+        Algorithm::EdDSA => "Ed25519",
+        _ => "RSA",
+    };
+    Some(if text.contains("CERTIFICATE-----") { format!("a certificate's {kind} key") } else { kind.to_owned() })
 }
 
 /// Parses a TTL such as `90`, `30s`, `15m`, `1h`, `2d` (optionally negative).
@@ -98,6 +121,21 @@ mod tests {
             let h = jsonwebtoken::decode_header(&t).unwrap();
             assert_eq!(format!("{:?}", h.alg), alg);
             assert_eq!(h.kid.as_deref(), Some("k"));
+        }
+    }
+
+    /// A public key is refused with its kind named (jsonwebtoken took an RSA
+    /// public key and failed only when signing, with "UnexpectedError").
+    #[test]
+    fn a_public_key_is_refused_naming_its_kind() {
+        let claims = serde_json::json!({"sub": "a"});
+        for (pair, kind) in [
+            (crate::keygen::rsa().unwrap(), "(RSA)"),
+            (crate::keygen::ec_p256().unwrap(), "(EC P-256)"),
+            (crate::keygen::ed25519().unwrap(), "(Ed25519)"),
+        ] {
+            let err = sign(&Signer::Pem(pair.public_pem.into_bytes()), &claims, None, Some(60)).unwrap_err();
+            assert!(err.contains("public key") && err.contains(kind) && err.contains("private key"), "{err}");
         }
     }
 }

@@ -42,8 +42,11 @@ pub struct ReloadStatus {
     pub unchanged: u64,
     pub refused: u64,
     pub last_applied_at: Option<SystemTime>,
-    /// When and why the last refused reload was refused.
+    /// When and why the last refused reload was refused (kept after later
+    /// reloads: compare with `last_attempt` and the serving table's time).
     pub last_error: Option<(SystemTime, String)>,
+    /// When the last reload was tried, and its outcome (`applied`, `unchanged`, `refused`).
+    pub last_attempt: Option<(SystemTime, &'static str)>,
 }
 
 /// Reloads one routes file into one snapshot slot.
@@ -55,27 +58,34 @@ pub struct Reloader {
     metrics: Option<Arc<Metrics>>,
     /// The TLS certificate being served, refreshed from each applied snapshot.
     cert_slot: std::sync::OnceLock<Arc<crate::tls::CertSlot>>,
+    /// The overrides every reload applies too (`run --listen`, `--upstream`).
+    options: config::LoadOptions,
 }
 
 impl Reloader {
     pub fn new(shared: Shared, path: PathBuf) -> Arc<Reloader> {
-        Arc::new(Reloader {
-            shared,
-            path,
-            status: Mutex::new(ReloadStatus::default()),
-            metrics: None,
-            cert_slot: std::sync::OnceLock::new(),
-        })
+        Self::with_options(shared, path, None, config::LoadOptions::default())
     }
 
     /// A reloader that also counts its outcomes in `metrics`.
     pub fn with_metrics(shared: Shared, path: PathBuf, metrics: Arc<Metrics>) -> Arc<Reloader> {
+        Self::with_options(shared, path, Some(metrics), config::LoadOptions::default())
+    }
+
+    /// A reloader that loads with `options` (the overrides the serving table was loaded with).
+    pub fn with_options(
+        shared: Shared,
+        path: PathBuf,
+        metrics: Option<Arc<Metrics>>,
+        options: config::LoadOptions,
+    ) -> Arc<Reloader> {
         Arc::new(Reloader {
             shared,
             path,
             status: Mutex::new(ReloadStatus::default()),
-            metrics: Some(metrics),
+            metrics,
             cert_slot: std::sync::OnceLock::new(),
+            options,
         })
     }
 
@@ -102,7 +112,7 @@ impl Reloader {
     pub fn reload(&self, force: bool) -> Outcome {
         let started = std::time::Instant::now();
         let current = self.shared.load_full();
-        let outcome = match config::load(&self.path, Some(&current)) {
+        let outcome = match config::load_with(&self.path, Some(&current), &self.options) {
             Ok(next) if !force && next.fingerprint == current.fingerprint => Outcome::Unchanged,
             Ok(next) => {
                 if next.server != current.server {
@@ -134,6 +144,12 @@ impl Reloader {
             m.reloads.get_or_create(&ResultLabels { result }).inc();
         }
         if let Ok(mut s) = self.status.lock() {
+            let result = match &outcome {
+                Outcome::Applied(_) => "applied",
+                Outcome::Unchanged => "unchanged",
+                Outcome::Refused(_) => "refused",
+            };
+            s.last_attempt = Some((SystemTime::now(), result));
             match &outcome {
                 Outcome::Applied(_) => {
                     s.applied += 1;

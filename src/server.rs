@@ -92,7 +92,21 @@ impl std::fmt::Debug for ServeOptions {
 /// Serves `listener` until `shutdown` completes; then stops accepting and
 /// lets in-flight requests finish for at most `shutdown_timeout`.
 pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, shutdown: impl Future<Output = ()>) {
+    serve_until_drained(listener, gateway, opts, shutdown).await;
+}
+
+/// [`serve`], returning whether every connection finished in time. Logs its
+/// shutdown at debug level, naming the listener and the thread
+/// ([`serve_workers`] logs it once for all its workers, at info level).
+async fn serve_until_drained(
+    listener: TcpListener,
+    gateway: Gateway,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> bool {
     let gateway = Arc::new(gateway);
+    let addr = listener.local_addr().map_or_else(|_| "-".to_owned(), |a| a.to_string());
+    let worker = std::thread::current().name().unwrap_or("-").to_owned();
     // HTTP/1.1 (and 1.0) on plain TCP. hyper's http1 builder directly, rather
     // than the auto (h1/h2 sniffing) builder: measured cheaper per request.
     let mut builder = http1::Builder::new();
@@ -190,13 +204,17 @@ pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, 
         }
     }
     drop(listener);
-    tracing::info!("shutting down: waiting for in-flight requests");
+    tracing::debug!(listener = %addr, worker, "shutting down: waiting for in-flight requests");
     let _ = stop_tx.send(true);
     drop(drain_tx);
     match tokio::time::timeout(opts.shutdown_timeout, drain_rx.recv()).await {
-        Ok(_) => tracing::info!("all connections closed"),
+        Ok(_) => {
+            tracing::debug!(listener = %addr, worker, "all connections closed");
+            true
+        }
         Err(_) => {
-            tracing::warn!(timeout = ?opts.shutdown_timeout, "shutdown deadline passed with requests still in flight")
+            tracing::debug!(listener = %addr, worker, "shutdown deadline passed with requests still in flight");
+            false
         }
     }
 }
@@ -290,19 +308,24 @@ pub fn serve_workers(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let (timeout, workers) = (opts.shutdown_timeout, workers.max(1));
+    // The first worker to see the stop says so, once for the listener.
+    let announced = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut threads = Vec::with_capacity(workers);
-    for index in 0..workers.max(1) {
+    for index in 0..workers {
         let socket = listener.try_clone()?;
         let gateway = gateway.clone();
         let opts = opts.clone();
         let mut stop = shutdown.clone();
+        let announced = Arc::clone(&announced);
         let thread = std::thread::Builder::new().name(format!("rolegate-worker-{index}")).spawn(move || {
             crate::upstream::set_worker_index(index);
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start a worker runtime");
-                    return;
+                    return true;
                 }
             };
             rt.block_on(async move {
@@ -310,20 +333,29 @@ pub fn serve_workers(
                     Ok(l) => l,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot register the listener");
-                        return;
+                        return true;
                     }
                 };
-                serve(listener, gateway, opts, async move {
+                serve_until_drained(listener, gateway, opts, async move {
                     let _ = stop.wait_for(|s| *s).await;
+                    if !announced.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::info!(listener = %addr, workers, "shutting down: no new connections; waiting for in-flight requests");
+                    }
                 })
-                .await;
-            });
+                .await
+            })
         })?;
         threads.push(thread);
     }
     drop(listener);
+    let mut drained = true;
     for t in threads {
-        let _ = t.join();
+        drained &= t.join().unwrap_or(false);
+    }
+    if drained {
+        tracing::info!(listener = %addr, "all connections closed");
+    } else {
+        tracing::warn!(listener = %addr, ?timeout, "shutdown deadline passed with requests still in flight");
     }
     Ok(())
 }

@@ -3,112 +3,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::json;
+use support::bin::*;
 use support::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_rolegate");
-
-fn rolegate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).env("RUST_LOG", "warn").output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn write_table(dir: &Path, upstream: &str, admin_role: &str) -> std::path::PathBuf {
-    write_keys(dir);
-    let text = binary_routes("admin_listen = \"127.0.0.1:0\"", upstream, admin_role);
-    let path = dir.join("routes.toml");
-    // Write then rename: a reader never sees a half-written file.
-    let tmp = dir.join(".routes.toml.tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, &path).unwrap();
-    path
-}
-
-/// Starts the binary and waits (with a deadline) for its `listening on ADDR` line.
-/// A child process that is killed (and reaped) if a test fails before it exits.
-struct Proc(Option<Child>);
-
-impl Proc {
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(self.0.as_ref().expect("running").id() as i32);
-        nix::sys::signal::kill(pid, sig).unwrap();
-    }
-
-    /// Waits (off the async runtime) for the process to exit.
-    async fn exit_status(mut self) -> std::process::ExitStatus {
-        let mut child = self.0.take().expect("running");
-        tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Stdout and stderr lines arrive on one channel.
-fn spawn(args: &[&str]) -> (Proc, SocketAddr, mpsc::Receiver<String>) {
-    spawn_logging(args, "warn")
-}
-
-fn spawn_logging(args: &[&str], rust_log: &str) -> (Proc, SocketAddr, mpsc::Receiver<String>) {
-    let mut proc = Proc(Some(
-        Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", rust_log)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
-    let child = proc.0.as_mut().expect("just spawned");
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let pump = |reader: Box<dyn std::io::Read + Send>, tx: mpsc::Sender<String>| {
-        std::thread::spawn(move || {
-            for line in BufReader::new(reader).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-    };
-    pump(Box::new(stdout), tx.clone());
-    pump(Box::new(stderr), tx);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx.recv_timeout(left).expect("the binary printed its listening line in time");
-        if let Some(addr) = line.strip_prefix("listening on ") {
-            return (proc, addr.parse().unwrap(), rx);
-        }
-    }
-}
-
-async fn get(addr: SocketAddr, path: &str, token: &str) -> u16 {
-    let req = http::Request::get(format!("http://{addr}{path}"))
-        .header("authorization", format!("Bearer {token}"))
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    send(req).await.status.as_u16()
-}
 
 #[test]
 fn check_reports_ok_and_errors_with_exit_codes() {
@@ -116,7 +19,7 @@ fn check_reports_ok_and_errors_with_exit_codes() {
     let path = write_table(dir.path(), "127.0.0.1:9", "admin");
     let (code, out, _) = rolegate(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("ok (1 routes, 1 issuers)"), "{out}");
+    assert!(out.contains("ok (1 route, 1 issuer)"), "{out}");
     let text = std::fs::read_to_string(&path).unwrap() + "\n[[routes]]\npath = \"/x\"\nupstream = \"missing\"\n";
     std::fs::write(&path, text).unwrap();
     let (code, _, err) = rolegate(&["check", "--config", path.to_str().unwrap()]);
@@ -392,7 +295,7 @@ async fn logged_claims_replay_through_diff() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("GET /admin/a: 200 (admin: allow) -> 403 (admin: missing role superadmin)"), "{out}");
     assert!(!out.contains("/admin/b") && !out.contains("/admin/c"), "unchanged verdicts are not listed: {out}");
-    assert!(out.contains("3 requests replayed: 1 verdicts change (1 newly denied, 0 newly allowed)"), "{out}");
+    assert!(out.contains("3 requests replayed: 1 verdict changes (1 newly denied, 0 newly allowed)"), "{out}");
     assert!(out.contains("1 of them had no claims"), "{out}");
 }
 

@@ -64,6 +64,29 @@ async fn request_headers_are_rewritten() {
     assert_eq!(seen.headers.iter().filter(|(n, _)| n == "x-auth-roles").count(), 1);
 }
 
+/// An identity header whose source is empty (no roles; a claim that is an
+/// empty string) is not sent rather than sent empty; a client's copy is still
+/// removed.
+#[tokio::test]
+async fn identity_headers_with_empty_sources_are_not_sent() {
+    let gw = TestGateway::start().await;
+    // Permissions given directly (a service account): no roles at all.
+    let token = rs256(&claims(json!({"ts_permissions": ["read:user"], "tid": ""})));
+    let r = gw
+        .send_with(
+            "GET",
+            "/v1/users/7",
+            &[("authorization", format!("Bearer {token}")), ("x-auth-roles", "admin".into())],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let seen = &gw.upstream_saw()[0];
+    assert_eq!(seen.header("x-auth-roles"), None, "no roles: no header, and never the client's");
+    assert_eq!(seen.header("x-auth-tenant"), None, "an empty claim: no header");
+    assert_eq!(seen.header("x-auth-permissions"), Some("read:user"));
+    assert_eq!(seen.header("x-auth-subject"), Some("user-1"));
+}
+
 #[tokio::test]
 async fn connection_header_cannot_strip_identity_headers() {
     let gw = TestGateway::start().await;

@@ -51,6 +51,9 @@ async fn counters_follow_decisions() {
     assert_eq!(get(r#"rolegate_requests_total{route="read users",decision="deny_401",status="401"}"#), 1.0);
     assert_eq!(get(r#"rolegate_requests_total{route="(none)",decision="no_route",status="404"}"#), 1.0);
     assert_eq!(get(r#"rolegate_token_failures_total{reason="expired"}"#), 1.0);
-    assert_eq!(get("rolegate_request_duration_seconds_count"), 6.0);
+    // Durations by route: the 401 was on "read users" too.
+    assert_eq!(get(r#"rolegate_request_duration_seconds_count{route="read users"}"#), 4.0);
+    assert_eq!(get(r#"rolegate_request_duration_seconds_count{route="delete users"}"#), 1.0);
+    assert_eq!(get(r#"rolegate_gateway_duration_seconds_count{route="(none)"}"#), 1.0);
     assert!(get("rolegate_open_connections") >= 0.0);
 }

@@ -327,7 +327,7 @@ fn check_openapi_reports_a_deleted_a_widened_and_an_extra_route() {
     // And `check` without --openapi is unchanged.
     let (code, out, _) = rolegate(&["check", "--config", table_arg]);
     assert_eq!(code, 0);
-    assert!(out.contains("ok (20 routes, 1 issuers)") && !out.contains("under-protected"), "{out}");
+    assert!(out.contains("ok (20 routes, 1 issuer)") && !out.contains("under-protected"), "{out}");
 }
 
 #[test]

@@ -26,11 +26,18 @@ pub(super) fn import(spec: &Path, prefix: Option<String>, upstream: Option<Strin
 
 /// `check --openapi`: what `check` does, then the coverage of the table against
 /// `spec`. `--strict`: any warning or finding fails.
-pub(super) fn check(path: &Path, spec: &Path, prefix: Option<String>, strict: bool) -> anyhow::Result<ExitCode> {
-    let snap = match config::load(path, None) {
+pub(super) fn check(
+    path: &Path,
+    spec: &Path,
+    prefix: Option<String>,
+    strict: bool,
+    skip_keys: bool,
+) -> anyhow::Result<ExitCode> {
+    let options = config::LoadOptions { skip_keys, ..config::LoadOptions::default() };
+    let snap = match config::load_with(path, None, &options) {
         Ok(s) => s,
         Err(errors) => {
-            eprintln!("{errors}");
+            super::print_error(&errors);
             return Ok(ExitCode::FAILURE);
         }
     };

@@ -57,6 +57,8 @@ struct Compiler<'a> {
     inputs: Vec<PathBuf>,
     /// Hash of the contents of every input, to tell a real change from a touch.
     fingerprint: std::collections::hash_map::DefaultHasher,
+    /// [`super::LoadOptions::skip_keys`]: read no key material.
+    skip_keys: bool,
 }
 
 impl Compiler<'_> {
@@ -95,6 +97,18 @@ pub fn compile(
     text: &str,
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, ConfigErrors> {
+    compile_with(file, path, text, previous, &super::LoadOptions::default())
+}
+
+/// [`compile`], without key material when `options.skip_keys` (the overrides
+/// of `options` are applied by `config::load_with`, before this).
+pub fn compile_with(
+    file: RoutesFile,
+    path: &Path,
+    text: &str,
+    previous: Option<&Snapshot>,
+    options: &super::LoadOptions,
+) -> Result<Snapshot, ConfigErrors> {
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
     std::hash::Hasher::write(&mut fingerprint, text.as_bytes());
@@ -105,10 +119,11 @@ pub fn compile(
         warnings: Vec::new(),
         inputs: vec![path.to_path_buf()],
         fingerprint,
+        skip_keys: options.skip_keys,
     };
 
     let server = compile_server(&mut c, &file);
-    let tls_key = server.as_ref().and_then(|s| s.tls.clone()).and_then(|(cert, key)| {
+    let tls_key = server.as_ref().and_then(|s| s.tls.clone()).filter(|_| !c.skip_keys).and_then(|(cert, key)| {
         // Read as inputs (a renewed certificate triggers a reload), then parsed.
         let read = c.read(&cert).and_then(|_| c.read(&key));
         match read.map_err(|e| e.to_string()).and_then(|_| crate::tls::load_certified_key(&cert, &key)) {
@@ -346,7 +361,7 @@ fn compile_issuer(c: &mut Compiler<'_>, spec: &Spanned<IssuerSpec>, previous: Op
         c.err(Some(&s.algorithms), "algorithms must list at least one algorithm");
     }
     let mut keys: Vec<VerifyKey> = Vec::new();
-    if let Some(list) = &s.keys {
+    if let Some(list) = s.keys.as_ref().filter(|_| !c.skip_keys) {
         for k in list {
             let path = c.resolve(&k.get_ref().pem_file);
             match c.read(&path) {
@@ -358,7 +373,7 @@ fn compile_issuer(c: &mut Compiler<'_>, spec: &Spanned<IssuerSpec>, previous: Op
             }
         }
     }
-    if let Some(f) = &s.jwks_file {
+    if let Some(f) = s.jwks_file.as_ref().filter(|_| !c.skip_keys) {
         let path = c.resolve(f.get_ref());
         match c.read(&path).and_then(|b| String::from_utf8(b).map_err(std::io::Error::other)) {
             Ok(text) => match keys::from_jwks(&text) {
@@ -371,7 +386,7 @@ fn compile_issuer(c: &mut Compiler<'_>, spec: &Spanned<IssuerSpec>, previous: Op
             Err(e) => c.err(Some(f), format!("cannot read JWKS file {}: {e}", path.display())),
         }
     }
-    if let Some(var) = &s.secret_env {
+    if let Some(var) = s.secret_env.as_ref().filter(|_| !c.skip_keys) {
         match std::env::var(var.get_ref()) {
             Ok(secret) if !secret.is_empty() => keys.push(keys::hmac(secret.as_bytes())),
             _ => c.err(Some(var), format!("secret_env: environment variable {} is not set or empty", var.get_ref())),
@@ -386,7 +401,11 @@ fn compile_issuer(c: &mut Compiler<'_>, spec: &Spanned<IssuerSpec>, previous: Op
         c.err(Some(spec), format!("issuer {:?} has no keys: give keys, jwks_file or secret_env", s.issuer));
     }
     for alg in &algorithms {
-        if c.errors.len() == errors_before && remote.is_none() && !keys.iter().any(|k| k.algorithms.contains(alg)) {
+        if c.errors.len() == errors_before
+            && !c.skip_keys
+            && remote.is_none()
+            && !keys.iter().any(|k| k.algorithms.contains(alg))
+        {
             c.warnings.push(format!("issuer {:?}: no key accepts {alg:?}; such tokens will be refused", s.issuer));
         }
     }
@@ -626,6 +645,7 @@ fn compile_routes(
         }
     }
     lint_routes(c, &routes);
+    c.warnings.extend(super::names::undefined_in_roles(c.loc.file(), &file.roles, &routes));
     let unmatched = match file.defaults.unmatched {
         UnmatchedSpec::Deny => None,
         UnmatchedSpec::Authenticate => match upstreams.get("default") {
@@ -703,7 +723,10 @@ fn compile_route(
         Some(u) => Some(Arc::clone(u)),
         None => {
             let msg = match &s.upstream {
-                Some(_) => format!("route {name:?}: unknown upstream {upstream_name:?}"),
+                Some(_) => format!(
+                    "route {name:?}: unknown upstream {upstream_name:?}{}",
+                    super::names::did_you_mean(upstream_name, upstreams.keys().map(String::as_str))
+                ),
                 None => format!("route {name:?} has no upstream and there is no [upstreams.default]"),
             };
             match &s.upstream {

@@ -3,6 +3,8 @@
 //! and `wait_until` (poll with a deadline; never a fixed sleep).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod bin;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
