@@ -77,6 +77,9 @@ pub struct ResponseHead {
     pub framing: Framing,
     /// `Content-Length` is not passed on (`Transfer-Encoding` overrides it).
     pub drop_length: bool,
+    /// `Content-Length` came as a list or in several fields (`5, 5`): it is
+    /// passed on as this one value, the only form a sender may use (RFC 9110 §8.6).
+    pub single_length: Option<u64>,
 }
 
 /// What one parse of a buffer found: `None` when the head is incomplete;
@@ -114,10 +117,14 @@ pub fn parse_response(
     let http11 = resp.version == Some(1);
     let mut keep_alive = http11;
     let mut found = FramingHeaders::default();
+    let mut length_fields = 0;
+    let mut length_plain = true;
     for h in resp.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| "a response header name is not valid")?;
         if name == CONTENT_LENGTH {
             found.content_length(h.value)?;
+            length_fields += 1;
+            length_plain &= h.value.iter().all(u8::is_ascii_digit);
         } else if name == TRANSFER_ENCODING {
             found.transfer_encoding(h.value);
         } else if name == CONNECTION && lists_token(h.value, b"close") {
@@ -131,7 +138,8 @@ pub fn parse_response(
     if framing == Framing::UntilClose || drop_length || status == StatusCode::SWITCHING_PROTOCOLS {
         keep_alive = false;
     }
-    Ok(Some((len, Some(ResponseHead { status, keep_alive, framing, drop_length }))))
+    let single_length = found.length.filter(|_| !drop_length && (length_fields > 1 || !length_plain));
+    Ok(Some((len, Some(ResponseHead { status, keep_alive, framing, drop_length, single_length }))))
 }
 
 #[cfg(test)]

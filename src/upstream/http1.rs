@@ -409,7 +409,11 @@ async fn read_head(conn: &mut Conn, head_request: bool, upgrade: bool) -> Result
                     // The head is taken off the buffer; the header values are
                     // slices of those bytes (no copy).
                     let head = conn.buf.split_to(len).freeze();
-                    let headers = header_map(&head, &mut conn.fields, found.drop_length)?;
+                    let mut headers =
+                        header_map(&head, &mut conn.fields, found.drop_length || found.single_length.is_some())?;
+                    if let Some(n) = found.single_length {
+                        headers.insert(CONTENT_LENGTH, n.into());
+                    }
                     let ResponseHead { status, keep_alive, framing, .. } = found;
                     return Ok((Head { status, headers, keep_alive }, framing));
                 }
