@@ -36,7 +36,7 @@ use http_body_util::BodyExt as _;
 use rolegate::gateway::Gateway;
 use rolegate::headers::ClientConn;
 use rolegate::mint::{self, Signer};
-use rolegate::server::RequestBody;
+use rolegate::body::RequestBody;
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};

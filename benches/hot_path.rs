@@ -39,7 +39,7 @@ fn bench(c: &mut Criterion) {
     let rs =
         mint::sign(&Signer::Pem(fx.rsa.private_pem.clone().into_bytes()), &claims, Some("rsa"), Some(3600)).unwrap();
     let es = mint::sign(&Signer::Pem(fx.ec.private_pem.clone().into_bytes()), &claims, Some("ec"), Some(3600)).unwrap();
-    let now = rolegate::gateway::now_secs();
+    let now = rolegate::auth::now_secs();
     c.bench_function("verify/rs256_uncached", |b| {
         b.iter(|| auth::verify(black_box(&rs), &snap.issuers, &snap.roles, now).unwrap())
     });

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod claims;
 pub mod extract;
+pub mod identity;
 pub mod keys;
 pub mod remote;
 pub mod verify;
@@ -12,7 +13,8 @@ pub use extract::extract;
 use std::sync::Arc;
 
 pub use cache::TokenCache;
-pub use verify::{identity_from_claims, issuer_of, verify, Identity, Issuer, Issuers, TokenError};
+pub use identity::{ForwardedHeader, Identity, IdentitySource};
+pub use verify::{identity_from_claims, issuer_of, verify, Issuer, Issuers, TokenError};
 
 use claims::RoleClosure;
 
@@ -66,4 +68,9 @@ pub async fn verify_or_refetch(
         }
         other => other,
     }
+}
+
+/// Now, in seconds since the epoch (the unit of `exp` and `nbf`).
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -60,13 +60,25 @@ impl LoadOptions {
 }
 
 /// Reads and compiles `path`. `previous` lets unchanged upstreams keep their
-/// pools, and the pieces of a large file that are unchanged skip parsing.
+/// pools and compiled patterns be reused.
 pub fn load(path: &Path, previous: Option<&Snapshot>) -> Result<Snapshot, ConfigErrors> {
     load_with(path, previous, &LoadOptions::default())
 }
 
 /// [`load`] with overrides, or without key material ([`LoadOptions`]).
 pub fn load_with(path: &Path, previous: Option<&Snapshot>, options: &LoadOptions) -> Result<Snapshot, ConfigErrors> {
+    load_reusing(path, previous, None, options).map(|(snapshot, _)| snapshot)
+}
+
+/// [`load_with`], taking the routes of the pieces of a large file that are
+/// unchanged since `pieces` (the last load's) from there; also returns this
+/// load's pieces, for the next (the reloader keeps them).
+pub fn load_reusing(
+    path: &Path,
+    previous: Option<&Snapshot>,
+    pieces: Option<&ParsedPieces>,
+    options: &LoadOptions,
+) -> Result<(Snapshot, ParsedPieces), ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
@@ -75,11 +87,10 @@ pub fn load_with(path: &Path, previous: Option<&Snapshot>, options: &LoadOptions
             message: format!("cannot read: {e}"),
         }])
     })?;
-    let (mut file, pieces) = parse_reusing(path, &text, previous.map(|p| &p.parsed_pieces))?;
+    let (mut file, pieces) = parse_reusing(path, &text, pieces)?;
     options.apply(&mut file);
-    let mut snapshot = compile_with(file, path, &text, previous, options)?;
-    snapshot.parsed_pieces = pieces;
-    Ok(snapshot)
+    let snapshot = compile_with(file, path, &text, previous, options)?;
+    Ok((snapshot, pieces))
 }
 
 /// Parses the text of a routes file (syntax, types, unknown keys).

@@ -9,141 +9,62 @@ use std::sync::Arc;
 use crate::auth::claims;
 use crate::auth::{Identity, TokenError};
 use crate::normalize::Target;
-use crate::routes::{Access, Mode, Route};
-use crate::upstream::Upstream;
+use crate::routes::{Access, Mode, Requirement, Route, TemplatePart};
+use crate::upstream::{Destination, Upstream};
 
-/// What a protected route demands; every given part must hold.
-#[derive(Debug, Default, Clone)]
-pub struct Requirement {
-    pub all_permissions: Vec<String>,
-    pub any_permissions: Vec<String>,
-    pub all_roles: Vec<String>,
-    pub any_roles: Vec<String>,
-    pub claims: Vec<ClaimCheck>,
-    /// At least one alternative must hold (when not empty).
-    pub any_of: Vec<Requirement>,
-}
-
-/// `claims = { tid = "{tenant}" }`: the claim at a dotted path must equal (or,
-/// for an array, contain) the expected text, after path-parameter substitution.
-#[derive(Debug, Clone)]
-pub struct ClaimCheck {
-    pub claim: String,
-    pub expected: Vec<TemplatePart>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TemplatePart {
-    Literal(String),
-    Param(String),
-}
-
-impl Requirement {
-    pub fn is_empty(&self) -> bool {
-        self.all_permissions.is_empty()
-            && self.any_permissions.is_empty()
-            && self.all_roles.is_empty()
-            && self.any_roles.is_empty()
-            && self.claims.is_empty()
-            && self.any_of.is_empty()
+/// `Ok` when `ident` meets the requirement; otherwise the missing permissions
+/// (for `scope=`) and a reason for logs and `explain`.
+fn check(req: &Requirement, ident: &Identity, params: &[(&str, &str)]) -> Result<(), Unmet> {
+    let mut unmet = Unmet::default();
+    let missing: Vec<&String> = req.all_permissions.iter().filter(|p| !ident.has_permission(p)).collect();
+    if !missing.is_empty() {
+        unmet.permissions.extend(missing.iter().map(|s| s.to_string()));
+        unmet.reasons.push(format!("missing permission {}", join(&missing)));
     }
-
-    pub fn uses_params(&self) -> bool {
-        self.claims.iter().any(|c| c.expected.iter().any(|p| matches!(p, TemplatePart::Param(_))))
-            || self.any_of.iter().any(Requirement::uses_params)
+    if !req.any_permissions.is_empty() && !req.any_permissions.iter().any(|p| ident.has_permission(p)) {
+        unmet.permissions.extend(req.any_permissions.iter().cloned());
+        unmet.reasons.push(format!("needs one of the permissions {}", join(&req.any_permissions)));
     }
-
-    /// `Ok` when `ident` meets the requirement; otherwise the missing permissions
-    /// (for `scope=`) and a reason for logs and `explain`.
-    fn check(&self, ident: &Identity, params: &[(&str, &str)]) -> Result<(), Unmet> {
-        let mut unmet = Unmet::default();
-        let missing: Vec<&String> = self.all_permissions.iter().filter(|p| !ident.has_permission(p)).collect();
-        if !missing.is_empty() {
-            unmet.permissions.extend(missing.iter().map(|s| s.to_string()));
-            unmet.reasons.push(format!("missing permission {}", join(&missing)));
+    let missing: Vec<&String> = req.all_roles.iter().filter(|r| !ident.has_role(r)).collect();
+    if !missing.is_empty() {
+        unmet.reasons.push(format!("missing role {}", join(&missing)));
+    }
+    if !req.any_roles.is_empty() && !req.any_roles.iter().any(|r| ident.has_role(r)) {
+        unmet.reasons.push(format!("needs one of the roles {}", join(&req.any_roles)));
+    }
+    for check in &req.claims {
+        let expected = render(&check.expected, params);
+        let ok = expected
+            .as_deref()
+            .is_some_and(|e| ident.claim(&check.claim).is_some_and(|v| claims::claim_matches(v, e)));
+        if !ok {
+            unmet.reasons.push(format!("claim {} does not match the required value", check.claim));
         }
-        if !self.any_permissions.is_empty() && !self.any_permissions.iter().any(|p| ident.has_permission(p)) {
-            unmet.permissions.extend(self.any_permissions.iter().cloned());
-            unmet.reasons.push(format!("needs one of the permissions {}", join(&self.any_permissions)));
-        }
-        let missing: Vec<&String> = self.all_roles.iter().filter(|r| !ident.has_role(r)).collect();
-        if !missing.is_empty() {
-            unmet.reasons.push(format!("missing role {}", join(&missing)));
-        }
-        if !self.any_roles.is_empty() && !self.any_roles.iter().any(|r| ident.has_role(r)) {
-            unmet.reasons.push(format!("needs one of the roles {}", join(&self.any_roles)));
-        }
-        for check in &self.claims {
-            let expected = render(&check.expected, params);
-            let ok = expected
-                .as_deref()
-                .is_some_and(|e| ident.claim(&check.claim).is_some_and(|v| claims::claim_matches(v, e)));
-            if !ok {
-                unmet.reasons.push(format!("claim {} does not match the required value", check.claim));
-            }
-        }
-        if !self.any_of.is_empty() {
-            let mut alternatives = Unmet::default();
-            let mut met = false;
-            for alt in &self.any_of {
-                match alt.check(ident, params) {
-                    Ok(()) => {
-                        met = true;
-                        break;
-                    }
-                    Err(u) => {
-                        alternatives.permissions.extend(u.permissions);
-                        alternatives.reasons.push(u.reasons.join(" and "));
-                    }
+    }
+    if !req.any_of.is_empty() {
+        let mut alternatives = Unmet::default();
+        let mut met = false;
+        for alt in &req.any_of {
+            match check(alt, ident, params) {
+                Ok(()) => {
+                    met = true;
+                    break;
+                }
+                Err(u) => {
+                    alternatives.permissions.extend(u.permissions);
+                    alternatives.reasons.push(u.reasons.join(" and "));
                 }
             }
-            if !met {
-                unmet.permissions.extend(alternatives.permissions);
-                unmet.reasons.push(format!("no alternative of any_of holds ({})", alternatives.reasons.join("; or ")));
-            }
         }
-        if unmet.reasons.is_empty() {
-            Ok(())
-        } else {
-            Err(unmet)
+        if !met {
+            unmet.permissions.extend(alternatives.permissions);
+            unmet.reasons.push(format!("no alternative of any_of holds ({})", alternatives.reasons.join("; or ")));
         }
     }
-}
-
-impl fmt::Display for Requirement {
-    /// `all_permissions [a, b]; any_roles [x]; claims tid = {tenant}; any_of ([…] or […])`
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts: Vec<String> = Vec::new();
-        for (key, list) in [
-            ("all_permissions", &self.all_permissions),
-            ("any_permissions", &self.any_permissions),
-            ("all_roles", &self.all_roles),
-            ("any_roles", &self.any_roles),
-        ] {
-            if !list.is_empty() {
-                parts.push(format!("{key} [{}]", list.join(", ")));
-            }
-        }
-        for c in &self.claims {
-            let value: String = c
-                .expected
-                .iter()
-                .map(|p| match p {
-                    TemplatePart::Literal(s) => s.clone(),
-                    TemplatePart::Param(n) => format!("{{{n}}}"),
-                })
-                .collect();
-            parts.push(format!("claims {} = {value}", c.claim));
-        }
-        if !self.any_of.is_empty() {
-            let alts: Vec<String> = self.any_of.iter().map(|a| format!("[{a}]")).collect();
-            parts.push(format!("any_of ({})", alts.join(" or ")));
-        }
-        if parts.is_empty() {
-            f.write_str("any valid token")
-        } else {
-            f.write_str(&parts.join("; "))
-        }
+    if unmet.reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(unmet)
     }
 }
 
@@ -228,6 +149,10 @@ impl Permit {
     pub fn identity(&self) -> Option<&Arc<Identity>> {
         self.identity.as_ref()
     }
+    /// Where the request may go: the only way to a [`Destination`].
+    pub fn destination(&self) -> Destination<'_> {
+        Destination::new(&self.upstream, self.target.path_and_query())
+    }
     /// For a `mode = "report"` route: the denial that was not enforced.
     pub fn reported_denial(&self) -> Option<&Denial> {
         self.report.as_ref()
@@ -264,7 +189,7 @@ pub fn evaluate(route: &Route, path: &str, auth: &Auth) -> Result<(), Denial> {
         Auth::Valid(id) => id,
     };
     let params = if requirement.uses_params() { route.pattern.captures(path) } else { Vec::new() };
-    requirement.check(ident, &params).map_err(|mut u| {
+    check(requirement, ident, &params).map_err(|mut u| {
         u.permissions.sort();
         u.permissions.dedup();
         Denial::Forbidden { missing_permissions: u.permissions, reason: u.reasons.join("; ") }

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::LazyLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use http::header::HeaderValue;
 use http::{Request, Response};
@@ -17,7 +17,7 @@ use crate::error::{Body, GatewayError};
 use crate::headers::{self, ClientConn, Peer};
 use crate::metrics::{Metrics, ReasonLabels, RequestLabels};
 use crate::normalize;
-use crate::server::RequestBody;
+use crate::body::RequestBody;
 use crate::snapshot::{Shared, Snapshot};
 use crate::upstream;
 
@@ -177,7 +177,7 @@ impl Gateway {
             (crate::routes::Access::Public, _) | (_, None) => Auth::Missing,
             (_, Some(token)) => {
                 let verified =
-                    auth::verify_or_refetch(token, &snap.issuers, &snap.roles, snap.token_cache.as_ref(), now_secs())
+                    auth::verify_or_refetch(token, &snap.issuers, &snap.roles, snap.token_cache.as_ref(), auth::now_secs())
                         .await;
                 match verified {
                     Ok(identity) => Auth::Valid(identity),
@@ -233,7 +233,7 @@ impl Gateway {
             }
         }
         let waiting = Instant::now();
-        let resp = upstream::forward(req, &permit, upgrade.is_some(), &self.metrics).await;
+        let resp = upstream::forward(req, permit.destination(), upgrade.is_some(), &self.metrics).await;
         ctx.upstream_wait = waiting.elapsed();
         let mut resp = resp?;
         let mut splice = None;
@@ -293,9 +293,6 @@ fn host_for_matching(h: &str) -> Cow<'_, str> {
     }
 }
 
-pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::auth::{claims, Identity};
+use crate::auth::{ForwardedHeader, Identity, IdentitySource};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -131,52 +131,6 @@ pub const PATH_AND_ADDRESS_HEADERS: [&str; 4] =
 const GATEWAY_SET: [&str; 6] =
     ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-request-id", "host"];
 
-/// A `Content-Length` value: decimal digits only (no sign, no spaces inside;
-/// spaces around are allowed).
-pub fn content_length(value: &[u8]) -> Option<u64> {
-    let s = value.trim_ascii();
-    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(s).ok()?.parse().ok()
-}
-
-/// A header of a parsed head: its name, and where its value lies in the head
-/// (see [`place`]).
-pub type Field = (HeaderName, std::ops::Range<usize>);
-
-/// Where `part`, a slice of `buf` (as `httparse` returns them), lies in it:
-/// so that it can be taken, without a copy, from the head once that is split
-/// off the read buffer.
-pub fn place(buf: &[u8], part: &[u8]) -> std::ops::Range<usize> {
-    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-    start..start + part.len()
-}
-
-/// The header map of a head split off its read buffer: each field's value is
-/// a slice of `head` (no copy), in order, but for the fields named `leave_out`;
-/// room is left for `extra` more headers. `fields` is emptied.
-pub fn header_map(
-    head: &bytes::Bytes,
-    fields: &mut Vec<Field>,
-    extra: usize,
-    leave_out: Option<&HeaderName>,
-) -> Result<HeaderMap, http::header::InvalidHeaderValue> {
-    let mut headers = HeaderMap::with_capacity(fields.len() + extra);
-    for (name, value) in fields.drain(..) {
-        if leave_out.is_some_and(|n| *n == name) {
-            continue;
-        }
-        headers.append(name, HeaderValue::from_maybe_shared(head.slice(value))?);
-    }
-    Ok(headers)
-}
-
-/// Whether a comma-separated header value lists `token` (case-insensitively).
-pub fn lists_token(value: &[u8], token: &[u8]) -> bool {
-    value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-}
-
 /// Removes hop-by-hop headers: the fixed list and every header the
 /// `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -247,17 +201,6 @@ pub fn upgrade_request(headers: &HeaderMap, allowed: &[Box<str>]) -> Option<Head
 pub fn set_upgrade(headers: &mut HeaderMap, protocol: &HeaderValue) {
     headers.insert(header::UPGRADE, protocol.clone());
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-}
-
-/// Where an identity header's value comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdentitySource {
-    /// A claim by dotted path (`$tenant`: the issuer's tenant claim).
-    Claim(String),
-    /// `$roles`: effective roles, comma-separated.
-    Roles,
-    /// `$permissions`: effective permissions, comma-separated.
-    Permissions,
 }
 
 /// `[forward]` (and `[server] underscore_headers`), compiled.
@@ -488,7 +431,7 @@ pub fn upstream_request(
                 .map(|(name, source)| ForwardedHeader {
                     name: name.clone(),
                     source: source.clone(),
-                    value: identity_value(source, id),
+                    value: id.header_value(source),
                 })
                 .collect()
         };
@@ -547,30 +490,6 @@ fn path_and_address_headers(
     }
 }
 
-/// One `[forward] headers` entry with its value for one identity (none when
-/// the claim is missing or not a valid header value).
-#[derive(Debug, Clone)]
-pub struct ForwardedHeader {
-    name: HeaderName,
-    source: IdentitySource,
-    value: Option<HeaderValue>,
-}
-
-/// The value of one identity header, or none (claim missing, empty — no roles,
-/// say: the header is not sent rather than sent empty — or not a valid header value).
-pub fn identity_value(source: &IdentitySource, id: &Identity) -> Option<HeaderValue> {
-    let text = match source {
-        IdentitySource::Roles => join(&id.roles),
-        IdentitySource::Permissions => join(&id.permissions),
-        IdentitySource::Claim(path) => claims::header_text(id.claim(path)?)?,
-    };
-    (!text.is_empty()).then(|| HeaderValue::from_str(&text).ok()).flatten()
-}
-
-fn join(items: &[Box<str>]) -> String {
-    items.iter().map(|s| &**s).collect::<Vec<_>>().join(",")
-}
-
 /// Rewrites the upstream's response headers for the client.
 pub fn client_response(headers: &mut HeaderMap, request_id: &HeaderValue) {
     strip_hop_by_hop(headers);
@@ -623,23 +542,6 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn content_length_values() {
-        assert_eq!(content_length(b"12"), Some(12));
-        assert_eq!(content_length(b" 12 "), Some(12));
-        for bad in [&b""[..], b"+2", b"-2", b"1 2", b"0x10", b"12345678901234567890"] {
-            assert_eq!(content_length(bad), None, "{:?}", String::from_utf8_lossy(bad));
-        }
-    }
-
-    #[test]
-    fn token_lists() {
-        assert!(lists_token(b"keep-alive, Close", b"close"));
-        assert!(lists_token(b"close", b"close"));
-        assert!(!lists_token(b"closed, x-close", b"close"));
-        assert!(!lists_token(b"", b"close"));
-    }
 
     #[test]
     fn connection_named_headers_are_stripped_but_not_host() {

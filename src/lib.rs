@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod decide;

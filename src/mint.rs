@@ -20,7 +20,7 @@ pub fn sign(signer: &Signer, claims: &Value, kid: Option<&str>, ttl: Option<i64>
     let mut claims: Map<String, Value> =
         claims.as_object().cloned().ok_or_else(|| "claims must be a JSON object".to_owned())?;
     if let Some(ttl) = ttl {
-        let now = crate::gateway::now_secs() as i64;
+        let now = crate::auth::now_secs() as i64;
         claims.entry("iat").or_insert_with(|| Value::from(now));
         claims.entry("exp").or_insert_with(|| Value::from(now + ttl));
     }

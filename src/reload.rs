@@ -60,6 +60,9 @@ pub struct Reloader {
     cert_slot: std::sync::OnceLock<Arc<crate::tls::CertSlot>>,
     /// The overrides every reload applies too (`run --listen`, `--upstream`).
     options: config::LoadOptions,
+    /// The routes file's pieces as the last load parsed them: a reload parses
+    /// only the pieces whose text changed (`config::load_reusing`).
+    pieces: Mutex<config::ParsedPieces>,
 }
 
 impl Reloader {
@@ -86,6 +89,7 @@ impl Reloader {
             metrics,
             cert_slot: std::sync::OnceLock::new(),
             options,
+            pieces: Mutex::new(config::ParsedPieces::default()),
         })
     }
 
@@ -107,12 +111,25 @@ impl Reloader {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// How many pieces the last load parsed the routes file in (0: parsed whole).
+    pub fn parsed_pieces(&self) -> usize {
+        self.pieces.lock().map_or(0, |p| p.len())
+    }
+
     /// Compiles the file and swaps it in when valid. `force` applies it even
     /// when its inputs are unchanged (SIGHUP). Blocking: call off the reactor.
     pub fn reload(&self, force: bool) -> Outcome {
         let started = std::time::Instant::now();
         let current = self.shared.load_full();
-        let outcome = match config::load_with(&self.path, Some(&current), &self.options) {
+        let loaded = {
+            let pieces = self.pieces.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            config::load_reusing(&self.path, Some(&current), Some(&pieces), &self.options)
+        };
+        let loaded = loaded.map(|(next, pieces)| {
+            *self.pieces.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = pieces;
+            next
+        });
+        let outcome = match loaded {
             Ok(next) if !force && next.fingerprint == current.fingerprint => Outcome::Unchanged,
             Ok(next) => {
                 if next.server != current.server {

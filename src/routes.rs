@@ -10,6 +10,7 @@
 //! normalized path only.
 
 pub mod pattern;
+pub mod requirement;
 
 use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
@@ -18,9 +19,9 @@ use foldhash::HashMap;
 use globset::{Candidate, GlobMatcher, GlobSet, GlobSetBuilder};
 use http::Method;
 
-use crate::decide::Requirement;
 use crate::upstream::Upstream;
 pub use pattern::{Pattern, Tail};
+pub use requirement::{ClaimCheck, Requirement, TemplatePart};
 
 /// Who may pass a route.
 #[derive(Debug)]

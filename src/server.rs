@@ -21,10 +21,9 @@ use tokio::net::TcpListener;
 use crate::gateway::Gateway;
 use crate::headers::ClientConn;
 
-mod body;
 mod lean;
 
-pub use body::RequestBody;
+pub use crate::body::RequestBody;
 
 /// Drives one connection until it ends; on shutdown, or once it has been idle
 /// for the idle timeout, asks it to finish gracefully (in-flight requests

@@ -63,8 +63,6 @@ pub struct Snapshot {
     pub fingerprint: u64,
     /// Non-fatal findings of the compiler (shown by `check`, logged at load).
     pub warnings: Vec<String>,
-    /// The routes file's pieces as parsed, for the next reload (`config::load`).
-    pub parsed_pieces: crate::config::ParsedPieces,
 }
 
 impl Snapshot {

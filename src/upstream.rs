@@ -1,6 +1,7 @@
 //! Stage 6 of a request: send it upstream. The only module that talks to
-//! upstreams, and it takes a [`Permit`]: there is no way to forward a request
-//! that was not decided, nor to a path other than the one authorized.
+//! upstreams, and it sends a request only to a [`Destination`], which only a
+//! `decide::Permit` makes: there is no way to forward a request that was not
+//! decided, nor to a path other than the one authorized.
 //!
 //! Every HTTP/1.x exchange is rolegate's own ([`http1`], over the wire rules
 //! of `h1`): plain or TLS, with or without a request body, upgrades included.
@@ -18,9 +19,8 @@ use http::uri::Scheme;
 use http::{Request, Response, Uri};
 use rustls::pki_types::ServerName;
 
-use crate::decide::Permit;
 use crate::metrics::Metrics;
-use crate::server::RequestBody;
+use crate::body::RequestBody;
 
 mod body;
 mod conn;
@@ -189,20 +189,39 @@ impl UpstreamError {
     }
 }
 
-/// Sends `req` (headers already rewritten) to the permit's upstream, at the
-/// permit's path, and waits for the response head; bodies stream both ways.
+/// Where an authorized request goes: the upstream, and exactly the path and
+/// query that were authorized. Made only by `decide::Permit::destination`
+/// (`tests/layering.rs` checks that no other module calls [`Destination::new`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
+    upstream: &'a Arc<Upstream>,
+    target: &'a str,
+}
+
+impl<'a> Destination<'a> {
+    pub fn new(upstream: &'a Arc<Upstream>, target: &'a str) -> Destination<'a> {
+        Destination { upstream, target }
+    }
+
+    pub fn upstream(&self) -> &'a Arc<Upstream> {
+        self.upstream
+    }
+}
+
+/// Sends `req` (headers already rewritten) to the destination's upstream, at
+/// its path, and waits for the response head; bodies stream both ways.
 /// A request that asks to `upgrade` (to a protocol the route allows) may get
 /// a `101`, whose connection comes with the response as a [`PendingUpgrade`];
 /// to any other request, a `101` is refused.
 pub async fn forward(
     req: Request<RequestBody>,
-    permit: &Permit,
+    to: Destination<'_>,
     upgrade: bool,
     metrics: &Metrics,
 ) -> Result<Response<UpstreamBody>, UpstreamError> {
-    let up = permit.upstream();
+    let up = to.upstream;
     // Origin form: exactly the authorized path (and query), nothing else.
-    let target = permit.target().path_and_query();
+    let target = to.target;
     // Written into the request line as it is: visible ASCII only (which
     // normalization already ensures), so it cannot end or split the line.
     if !target.bytes().all(|b| b.is_ascii_graphic()) {
@@ -211,16 +230,4 @@ pub async fn forward(
     let worker = WORKER.with(Cell::get);
     let deadline = tokio::time::Instant::now() + up.timeout;
     http1::exchange(up, worker, target, req, upgrade, deadline, metrics).await
-}
-
-/// An error and its sources, as one line (for logs).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }

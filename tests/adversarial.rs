@@ -110,7 +110,7 @@ fn path_cases(reader: &str) -> Vec<Case> {
 fn token_cases() -> Vec<Case> {
     let good = rs256(&claims(json!({"ts_roles": ["admin"]})));
     let parts: Vec<String> = good.split('.').map(str::to_owned).collect();
-    let now = rolegate::gateway::now_secs() as i64;
+    let now = rolegate::auth::now_secs() as i64;
     let payload = |extra: serde_json::Value| {
         let mut c = claims(json!({"ts_roles": ["admin"], "exp": now + 600}));
         for (k, v) in extra.as_object().unwrap() {

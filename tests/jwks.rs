@@ -61,7 +61,7 @@ async fn jwks_file_keys_verify_their_tokens() {
         let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::PS256);
         h.kid = Some("r1".into());
         let mut c = c.clone();
-        c["exp"] = json!(rolegate::gateway::now_secs() + 600);
+        c["exp"] = json!(rolegate::auth::now_secs() + 600);
         jsonwebtoken::encode(&h, &c, &key).unwrap()
     };
     let r = gw.send("GET", "/admin/x", Some(&ps)).await;

@@ -79,7 +79,7 @@ async fn header_alg_differs_from_signature() {
 #[tokio::test]
 async fn expired_and_not_yet_valid() {
     let gw = TestGateway::start().await;
-    let now = rolegate::gateway::now_secs() as i64;
+    let now = rolegate::auth::now_secs() as i64;
     expect_401(&gw, &rs256(&claims(json!({"exp": now - 60, "ts_roles": ["admin"]}))), "expired").await;
     expect_401(&gw, &rs256(&claims(json!({"nbf": now + 600, "ts_roles": ["admin"]}))), "not valid yet").await;
     // Within leeway (5 s): accepted.

@@ -240,7 +240,7 @@ async fn get(url: &Uri, tls: &Arc<rustls::ClientConfig>) -> Result<(Bytes, Optio
     let resp = tokio::time::timeout(FETCH_TIMEOUT, client.request(req))
         .await
         .map_err(|_| format!("{url}: no answer within {FETCH_TIMEOUT:?}"))?
-        .map_err(|e| format!("{url}: {}", crate::upstream::error_chain(&e)))?;
+        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
     if !resp.status().is_success() {
         return Err(format!("{url}: HTTP {}", resp.status()));
     }
@@ -286,4 +286,16 @@ async fn fetch_keys(
         tracing::info!(issuer, "{n}");
     }
     Ok((keys, max_age))
+}
+
+/// An error and its sources, as one line (for logs).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
 }

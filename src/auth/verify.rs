@@ -18,6 +18,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+pub use super::identity::Identity;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::Algorithm;
@@ -92,43 +94,6 @@ impl Issuers {
     /// All issuers, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Issuer>> {
         self.by_iss.values()
-    }
-}
-
-/// A verified caller.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub issuer: Arc<Issuer>,
-    pub claims: Map<String, Value>,
-    /// Effective roles (token roles plus included roles), sorted.
-    pub roles: Vec<Box<str>>,
-    /// Effective permissions (token permissions plus those of every effective role), sorted.
-    pub permissions: Vec<Box<str>>,
-    /// `exp`, in seconds since the epoch, when present.
-    pub expires_at: Option<u64>,
-    /// The issuer's remote key generation when a remote key verified the
-    /// token: a cached identity is good only while it is unchanged (a key
-    /// that left the key set must stop working at once).
-    pub key_generation: Option<u64>,
-    /// The `[forward] headers` values of this identity, made on first use (an
-    /// identity from the token cache serves many requests), with the header
-    /// names and sources they were made from: see [`crate::headers::upstream_request`].
-    pub forwarded: OnceLock<Box<[crate::headers::ForwardedHeader]>>,
-}
-
-impl Identity {
-    pub fn has_role(&self, role: &str) -> bool {
-        claims::has(&self.roles, role)
-    }
-
-    pub fn has_permission(&self, perm: &str) -> bool {
-        claims::has(&self.permissions, perm)
-    }
-
-    /// A claim by dotted path; `$tenant` names the issuer's tenant claim.
-    pub fn claim(&self, path: &str) -> Option<&Value> {
-        let path = if path == "$tenant" { self.issuer.tenant_claim.as_str() } else { path };
-        claims::lookup(&self.claims, path)
     }
 }
 

@@ -13,7 +13,6 @@ use crate::auth;
 use crate::config;
 use crate::decide::{self, Auth, Denial};
 use crate::error::GatewayError;
-use crate::gateway;
 use crate::normalize;
 
 #[derive(Debug, Args)]
@@ -138,7 +137,7 @@ fn explain_report(
     report["route"] = json!({"name": &*route.name, "line": route.line, "file": path.display().to_string()});
     report["requirement"] = json!(describe(route));
     let auth = match (&args.token, &args.claims) {
-        (Some(token), _) => match auth::verify(token, &snap.issuers, &snap.roles, gateway::now_secs()) {
+        (Some(token), _) => match auth::verify(token, &snap.issuers, &snap.roles, auth::now_secs()) {
             Ok(id) => Auth::Valid(Arc::new(id)),
             Err(e) => Auth::Invalid(e),
         },

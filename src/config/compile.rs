@@ -23,8 +23,9 @@ use crate::auth::claims::RoleClosure;
 use crate::auth::keys::{self, VerifyKey};
 use crate::auth::remote::{RemoteKeys, Source as RemoteSource};
 use crate::auth::{Issuer, Issuers, TokenCache};
-use crate::decide::{ClaimCheck, Requirement, TemplatePart};
-use crate::headers::{ForwardPlan, IdentitySource, NamePattern, Underscores};
+use crate::routes::{ClaimCheck, Requirement, TemplatePart};
+use crate::auth::IdentitySource;
+use crate::headers::{ForwardPlan, NamePattern, Underscores};
 use crate::routes::{Access, Mode, Pattern, Route, RouteTable};
 use crate::snapshot::{ServerSettings, Snapshot};
 use crate::upstream::Upstream;
@@ -168,7 +169,6 @@ pub fn compile_with(
         inputs: c.inputs,
         fingerprint: std::hash::Hasher::finish(&c.fingerprint),
         warnings: c.warnings,
-        parsed_pieces: Default::default(),
     })
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use toml::Spanned;
 
 use super::file::RoleSpec;
-use crate::decide::Requirement;
+use crate::routes::Requirement;
 use crate::routes::{Access, Route};
 
 /// ` (did you mean "x"?)` when one of `candidates` is close enough to

@@ -22,7 +22,8 @@ use serde_json::{Map, Value};
 
 use super::import::{Imported, ImportedRoute};
 use crate::auth::{identity_from_claims, Issuer};
-use crate::decide::{self, Auth, Requirement, TemplatePart};
+use crate::decide::{self, Auth};
+use crate::routes::{Requirement, TemplatePart};
 use crate::routes::{Access, Mode, Route};
 use crate::snapshot::Snapshot;
 

@@ -17,12 +17,12 @@
 //! chunked`; no body for HEAD, 1xx, 204 and 304; `date` added when missing;
 //! `connection: close` when the client asked to close.
 
-use std::io::{self, Write as _};
+use std::io;
 use std::mem::MaybeUninit;
 use std::pin::pin;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName};
@@ -32,9 +32,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::RequestBody;
+use crate::body::RequestBody;
 use crate::gateway::Gateway;
-use crate::headers::{self, ClientConn};
+use crate::h1::{self, encode::Written, Field};
+use crate::headers::ClientConn;
 
 /// Longest request target accepted here (hyper's limit; longer goes to hyper, which answers 414).
 const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
@@ -181,7 +182,7 @@ enum Parse {
 /// One request head from the start of `buf`, taken off it when complete:
 /// the request's target and header values are slices of those very bytes
 /// (no copy; `fields` is the connection's scratch list).
-fn parse(buf: &mut BytesMut, limits: &Limits, fields: &mut Vec<headers::Field>) -> Parse {
+fn parse(buf: &mut BytesMut, limits: &Limits, fields: &mut Vec<Field>) -> Parse {
     fields.clear();
     let (len, method, target, keep_alive) = match scan(buf, limits, fields) {
         Scan::Complete(found) => found,
@@ -209,7 +210,7 @@ enum Scan {
 }
 
 /// Parses the head at the start of `buf` and checks it is one the lean server takes.
-fn scan(buf: &[u8], limits: &Limits, fields: &mut Vec<headers::Field>) -> Scan {
+fn scan(buf: &[u8], limits: &Limits, fields: &mut Vec<Field>) -> Scan {
     // Header slots on the stack, not initialized (httparse fills them).
     let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
     let mut heap = Vec::new();
@@ -258,12 +259,12 @@ fn scan(buf: &[u8], limits: &Limits, fields: &mut Vec<headers::Field>) -> Scan {
         ) {
             return Scan::NotMine;
         }
-        if name == header::CONNECTION && headers::lists_token(h.value, b"close") {
+        if name == header::CONNECTION && h1::lists_token(h.value, b"close") {
             keep_alive = false;
         }
-        fields.push((name, headers::place(buf, h.value)));
+        fields.push((name, h1::place(buf, h.value)));
     }
-    Scan::Complete((len, method, headers::place(buf, target.as_bytes()), keep_alive))
+    Scan::Complete((len, method, h1::place(buf, target.as_bytes()), keep_alive))
 }
 
 /// The request whose head is `head` (as [`scan`] found it); `None` if its
@@ -272,12 +273,12 @@ fn request(
     head: &Bytes,
     method: Method,
     target: std::ops::Range<usize>,
-    fields: &mut Vec<headers::Field>,
+    fields: &mut Vec<Field>,
 ) -> Option<Request<RequestBody>> {
     let uri = Uri::from_maybe_shared(head.slice(target)).ok()?;
     // Room for the headers the gateway adds upstream (`x-forwarded-for`,
     // `-proto`, `-host`, `x-request-id`) without growing.
-    let headers = headers::header_map(head, fields, 4, None).ok()?;
+    let headers = h1::header_map(head, fields, 4, None).ok()?;
     let mut req = Request::new(RequestBody::Empty);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
@@ -305,71 +306,11 @@ async fn write_response(
         parts = http::Response::new(()).into_parts().0;
         parts.status = StatusCode::INTERNAL_SERVER_ERROR;
     }
-    let status = parts.status;
-    // 1xx, 204 and 304 have neither a body nor a length; an answer to HEAD
-    // has a length but no body.
-    let may_have_length =
-        !status.is_informational() && !matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
-    let no_body = head_request || !may_have_length;
     // What hyper calls the body's length: none when it has already ended.
     let ended = replaced || body.is_end_stream();
     let length = if ended { Some(0) } else { body.size_hint().exact() };
-    status_line(out, status);
-    let mut framing = None; // Some(n): content-length n; None: decided below
-    let mut wrote_date = false;
-    for (name, value) in &parts.headers {
-        match *name {
-            header::CONTENT_LENGTH => {
-                // The first value only; none for a body that is not there
-                // (except in answer to HEAD), as hyper does.
-                if framing.is_some() || (ended && !head_request) {
-                    continue;
-                }
-                framing = match length {
-                    Some(n) => Some(n),
-                    None => Some(
-                        headers::content_length(value.as_bytes())
-                            .ok_or_else(|| io::Error::other("invalid content-length in a response"))?,
-                    ),
-                };
-            }
-            // Framing and connection handling are this writer's.
-            header::TRANSFER_ENCODING | header::TRAILER | header::CONNECTION => continue,
-            header::DATE => wrote_date = true,
-            _ => {}
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    // hyper adds it to the response's headers: after them, before its own framing line.
-    if !keep_alive {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    let chunked = match (framing, length) {
-        (Some(_), _) => false,
-        (None, None) if no_body => false,
-        (None, None) => {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-            true
-        }
-        (None, Some(n)) => {
-            if may_have_length && (n > 0 || !head_request) {
-                out.extend_from_slice(b"content-length: ");
-                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-                out.extend_from_slice(b"\r\n");
-            }
-            framing = Some(n);
-            false
-        }
-    };
-    if !wrote_date {
-        out.extend_from_slice(b"date: ");
-        date(out);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
+    let Written { no_body, chunked, length: framing } =
+        h1::encode::response_head(out, &parts, head_request, keep_alive, ended, length).map_err(io::Error::other)?;
     if no_body || ended {
         io.write_all(out).await?;
         return Ok(keep_alive);
@@ -409,7 +350,7 @@ async fn write_response(
             *left -= data.len() as u64;
         }
         if chunked {
-            let _ = write!(out, "{:x}\r\n", data.len());
+            h1::chunked::encode_size(out, data.len());
         }
         if out.len() + data.len() <= WRITE_BATCH {
             out.extend_from_slice(&data);
@@ -432,34 +373,6 @@ async fn write_response(
     }
     io.write_all(out).await?;
     Ok(keep_alive)
-}
-
-fn status_line(out: &mut Vec<u8>, status: StatusCode) {
-    if status == StatusCode::OK {
-        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-        return;
-    }
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// The current time as an HTTP date, formatted once a second per thread.
-fn date(out: &mut Vec<u8>) {
-    thread_local! {
-        static CACHE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
-    }
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    CACHE.with_borrow_mut(|(at, text)| {
-        if *at != secs {
-            *at = secs;
-            *text = httpdate::fmt_http_date(now);
-        }
-        out.extend_from_slice(text.as_bytes());
-    });
 }
 
 /// A connection handed to hyper: the bytes already read come first.

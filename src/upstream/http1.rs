@@ -33,7 +33,7 @@ use crate::h1::framing;
 use crate::h1::head::{Parsed, ResponseHead};
 use crate::h1::{self as wire, ChunkedDecoder, Decoded, Field, Framing};
 use crate::metrics::Metrics;
-use crate::server::RequestBody;
+use crate::body::RequestBody;
 
 use crate::h1::head::MAX_RESPONSE_HEAD as MAX_HEAD;
 /// A request head buffer larger than this is not kept with its connection.

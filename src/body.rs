@@ -1,4 +1,5 @@
-//! The body of a client's request, as the gateway sees it.
+//! The body of a client's request, as the gateway sees it (the server makes
+//! it, the gateway passes it on, the upstream exchange sends it).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
