@@ -67,6 +67,71 @@ pub fn request_head_size(method: &http::Method, target_len: usize, headers: &Hea
     method.as_str().len() + 1 + target_len + b" HTTP/1.1\r\n".len() + lines + 2
 }
 
+/// Header slots kept on the stack while a request head is parsed; more take the heap.
+const STACK_HEADERS: usize = 256;
+
+/// A request head as parsed, but for the header values: those are in the
+/// parse's `fields` (see [`header_map`]).
+#[derive(Debug)]
+pub struct RequestHead {
+    /// The head's length in the buffer.
+    pub len: usize,
+    pub method: http::Method,
+    /// Where the request target lies in the buffer.
+    pub target: std::ops::Range<usize>,
+    /// HTTP/1.1 (else 1.0).
+    pub http11: bool,
+    /// [`request_head_size`] of this head: what `max_header_bytes` bounds.
+    pub size: usize,
+}
+
+/// What one parse of a request buffer found.
+#[derive(Debug)]
+pub enum RequestParse {
+    Complete(RequestHead),
+    /// Not a whole head yet.
+    Partial,
+    /// Not a head this parser takes (malformed, too many fields, a name `http` refuses).
+    Invalid,
+}
+
+/// One request head from the start of `buf` (httparse, as hyper's server
+/// parses them), with at most `max_headers` fields; their names and value
+/// places go to `fields`.
+pub fn parse_request(buf: &[u8], max_headers: usize, fields: &mut Vec<Field>) -> RequestParse {
+    fields.clear();
+    // Header slots on the stack, not initialized (httparse fills them).
+    let mut stack = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let slots = if max_headers <= STACK_HEADERS {
+        &mut stack[..max_headers]
+    } else {
+        heap.resize_with(max_headers, std::mem::MaybeUninit::uninit);
+        &mut heap[..]
+    };
+    let mut parsed = httparse::Request::new(&mut []);
+    let len = match parsed.parse_with_uninit_headers(buf, slots) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return RequestParse::Partial,
+        Err(_) => return RequestParse::Invalid,
+    };
+    let (Some(method), Some(target), Some(version)) = (parsed.method, parsed.path, parsed.version) else {
+        return RequestParse::Invalid;
+    };
+    let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
+        return RequestParse::Invalid;
+    };
+    let mut size = method.as_str().len() + 1 + target.len() + b" HTTP/1.1\r\n".len() + 2;
+    for h in parsed.headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            return RequestParse::Invalid;
+        };
+        size += h.name.len() + 2 + h.value.len() + 2;
+        fields.push((name, place(buf, h.value)));
+    }
+    RequestParse::Complete(RequestHead { len, method, target: place(buf, target.as_bytes()), http11: version == 1, size })
+}
+
 /// A final response head as parsed, but for the header values: those are in
 /// the parse's `fields`, to be taken from the head's bytes by [`header_map`].
 #[derive(Debug)]

@@ -18,14 +18,13 @@
 //! `connection: close` when the client asked to close.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::pin::pin;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderName};
+use http::header;
 use http::{Method, Request, StatusCode, Uri, Version};
 use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -34,13 +33,12 @@ use tokio::time::Instant;
 
 use crate::body::RequestBody;
 use crate::gateway::Gateway;
+use crate::h1::head::RequestParse;
 use crate::h1::{self, encode::Written, Field};
 use crate::headers::ClientConn;
 
 /// Longest request target accepted here (hyper's limit; longer goes to hyper, which answers 414).
 const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
-/// Header slots kept on the stack; a larger `max_headers` takes the heap.
-const STACK_HEADERS: usize = 256;
 /// Response bytes gathered before they are written (a body's frames are
 /// written as they come when the body has to be waited for).
 const WRITE_BATCH: usize = 64 * 1024;
@@ -211,60 +209,32 @@ enum Scan {
 
 /// Parses the head at the start of `buf` and checks it is one the lean server takes.
 fn scan(buf: &[u8], limits: &Limits, fields: &mut Vec<Field>) -> Scan {
-    // Header slots on the stack, not initialized (httparse fills them).
-    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
-    let mut heap = Vec::new();
-    let slots = if limits.max_headers <= STACK_HEADERS {
-        &mut stack[..limits.max_headers]
-    } else {
-        heap.resize_with(limits.max_headers, MaybeUninit::uninit);
-        &mut heap[..]
-    };
-    let mut parsed = httparse::Request::new(&mut []);
-    let len = match parsed.parse_with_uninit_headers(buf, slots) {
-        Ok(httparse::Status::Complete(len)) if len <= limits.max_header_bytes => len,
-        Ok(httparse::Status::Partial) if buf.len() < limits.max_header_bytes => return Scan::Partial,
+    let head = match h1::head::parse_request(buf, limits.max_headers, fields) {
+        // The head as it would be forwarded (one space after each colon) must
+        // fit the limit, measured as the gateway measures heads hyper's server
+        // reads: one limit whichever server reads it.
+        RequestParse::Complete(head) if head.len <= limits.max_header_bytes && head.size <= limits.max_header_bytes => {
+            head
+        }
+        RequestParse::Partial if buf.len() < limits.max_header_bytes => return Scan::Partial,
         _ => return Scan::NotMine,
     };
-    if parsed.version != Some(1) {
-        return Scan::NotMine;
-    }
-    let (Some(method), Some(target)) = (parsed.method, parsed.path) else {
-        return Scan::NotMine;
-    };
-    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
-        return Scan::NotMine;
-    };
-    if method == Method::CONNECT || target.len() > MAX_URI_LEN {
+    if !head.http11 || head.method == Method::CONNECT || head.target.len() > MAX_URI_LEN {
         return Scan::NotMine;
     }
     let mut keep_alive = true;
-    // The head as it would be forwarded (one space after each colon) must fit
-    // the limit, measured as the gateway measures heads hyper's server reads
-    // (`h1::head::request_head_size`): one limit whichever server reads it.
-    let mut size = method.as_str().len() + 1 + target.len() + b" HTTP/1.1\r\n".len() + 2;
-    for h in parsed.headers.iter() {
-        size += h.name.len() + 2 + h.value.len() + 2;
-    }
-    if size > limits.max_header_bytes {
-        return Scan::NotMine;
-    }
-    for h in parsed.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
-            return Scan::NotMine;
-        };
+    for (name, value) in fields.iter() {
         if matches!(
-            name,
+            *name,
             header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::UPGRADE | header::EXPECT | header::TE
         ) {
             return Scan::NotMine;
         }
-        if name == header::CONNECTION && h1::lists_token(h.value, b"close") {
+        if name == header::CONNECTION && h1::lists_token(&buf[value.clone()], b"close") {
             keep_alive = false;
         }
-        fields.push((name, h1::place(buf, h.value)));
     }
-    Scan::Complete((len, method, h1::place(buf, target.as_bytes()), keep_alive))
+    Scan::Complete((head.len, head.method, head.target, keep_alive))
 }
 
 /// The request whose head is `head` (as [`scan`] found it); `None` if its
