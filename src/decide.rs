@@ -34,9 +34,8 @@ fn check(req: &Requirement, ident: &Identity, params: &[(&str, &str)]) -> Result
     }
     for check in &req.claims {
         let expected = render(&check.expected, params);
-        let ok = expected
-            .as_deref()
-            .is_some_and(|e| ident.claim(&check.claim).is_some_and(|v| claims::claim_matches(v, e)));
+        let ok =
+            expected.as_deref().is_some_and(|e| ident.claim(&check.claim).is_some_and(|v| claims::claim_matches(v, e)));
         if !ok {
             unmet.reasons.push(format!("claim {} does not match the required value", check.claim));
         }

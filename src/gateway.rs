@@ -12,12 +12,12 @@ use http::{Request, Response};
 use http_body_util::Either;
 
 use crate::auth;
+use crate::body::RequestBody;
 use crate::decide::{self, Auth, Denial};
 use crate::error::{Body, GatewayError};
 use crate::headers::{self, ClientConn, Peer};
 use crate::metrics::{Metrics, ReasonLabels, RequestLabels};
 use crate::normalize;
-use crate::body::RequestBody;
 use crate::snapshot::{Shared, Snapshot};
 use crate::upstream;
 
@@ -176,9 +176,14 @@ impl Gateway {
         let auth = match (&route.access, token) {
             (crate::routes::Access::Public, _) | (_, None) => Auth::Missing,
             (_, Some(token)) => {
-                let verified =
-                    auth::verify_or_refetch(token, &snap.issuers, &snap.roles, snap.token_cache.as_ref(), auth::now_secs())
-                        .await;
+                let verified = auth::verify_or_refetch(
+                    token,
+                    &snap.issuers,
+                    &snap.roles,
+                    snap.token_cache.as_ref(),
+                    auth::now_secs(),
+                )
+                .await;
                 match verified {
                     Ok(identity) => Auth::Valid(identity),
                     Err(e) => {
@@ -292,7 +297,6 @@ fn host_for_matching(h: &str) -> Cow<'_, str> {
         false => Cow::Borrowed(without_port),
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -19,8 +19,8 @@ use http::uri::Scheme;
 use http::{Request, Response, Uri};
 use rustls::pki_types::ServerName;
 
-use crate::metrics::Metrics;
 use crate::body::RequestBody;
+use crate::metrics::Metrics;
 
 mod body;
 mod conn;

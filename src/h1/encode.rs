@@ -74,9 +74,9 @@ pub fn response_head(
                 }
                 framing = match length {
                     Some(n) => Some(n),
-                    None => Some(
-                        super::content_length(value.as_bytes()).ok_or("invalid content-length in a response")?,
-                    ),
+                    None => {
+                        Some(super::content_length(value.as_bytes()).ok_or("invalid content-length in a response")?)
+                    }
                 };
             }
             // Framing and connection handling are this writer's.
@@ -146,4 +146,3 @@ fn date(out: &mut Vec<u8>) {
         out.extend_from_slice(text.as_bytes());
     });
 }
-

@@ -129,7 +129,13 @@ pub fn parse_request(buf: &[u8], max_headers: usize, fields: &mut Vec<Field>) ->
         size += h.name.len() + 2 + h.value.len() + 2;
         fields.push((name, place(buf, h.value)));
     }
-    RequestParse::Complete(RequestHead { len, method, target: place(buf, target.as_bytes()), http11: version == 1, size })
+    RequestParse::Complete(RequestHead {
+        len,
+        method,
+        target: place(buf, target.as_bytes()),
+        http11: version == 1,
+        size,
+    })
 }
 
 /// A final response head as parsed, but for the header values: those are in

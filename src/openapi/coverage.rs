@@ -23,8 +23,8 @@ use serde_json::{Map, Value};
 use super::import::{Imported, ImportedRoute};
 use crate::auth::{identity_from_claims, Issuer};
 use crate::decide::{self, Auth};
-use crate::routes::{Requirement, TemplatePart};
 use crate::routes::{Access, Mode, Route};
+use crate::routes::{Requirement, TemplatePart};
 use crate::snapshot::Snapshot;
 
 /// Most ways of meeting one requirement tried (alternatives of nested `any_of`s multiply).

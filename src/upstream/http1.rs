@@ -29,11 +29,11 @@ use tokio::time::{Instant, Sleep};
 
 use super::conn::{Idle, Io, PendingUpgrade, Upgraded};
 use super::{BodyError, Upstream, UpstreamBody, UpstreamError};
+use crate::body::RequestBody;
 use crate::h1::framing;
 use crate::h1::head::{Parsed, ResponseHead};
 use crate::h1::{self as wire, ChunkedDecoder, Decoded, Field, Framing};
 use crate::metrics::Metrics;
-use crate::body::RequestBody;
 
 use crate::h1::head::MAX_RESPONSE_HEAD as MAX_HEAD;
 /// A request head buffer larger than this is not kept with its connection.
