@@ -15,32 +15,55 @@
 //!   routes::RouteTable::find       (method, host, path) → Route    404 when nothing matches
 //!   auth::verify                   token → Identity                401 invalid_token / no token
 //!   decide::decide                 Route + Identity → Permit       403 insufficient_scope
-//!   upstream::forward              Permit → upstream response      502 / 504
+//!   headers::upstream_request      what reaches the upstream       (the client's headers rewritten)
+//!   upstream::forward              Permit's Destination → response 502 / 504
 //!   error::GatewayError::response  the one status/header/body mapping
 //! ```
+//!
+//! The modules stand in layers, and each uses only those below it
+//! (`tests/layering.rs` holds the code to this list):
+//!
+//! 1. entry points and tools: `cli` (one file per subcommand), `demo`,
+//!    `admin`, `openapi` (import and coverage), `mint`, `reload` (watching and
+//!    swapping the table), `config` (routes.toml → Snapshot; nothing on the
+//!    request path uses it);
+//! 2. serving: `server` (listeners, the lean HTTP/1.1 server, hyper's for the
+//!    rest), `gateway` (the pipeline above), `error` (refusals → responses),
+//!    `snapshot` (the compiled world a request sees);
+//! 3. the stages of a request: `headers` (what reaches the upstream),
+//!    `decide`, `routes`, `auth`, `normalize`;
+//! 4. connections and exchanges: `upstream` (pools, rolegate's own HTTP/1.1
+//!    client; one place picks the exchange for an upstream);
+//! 5. wire codecs, message types and plain helpers: `h1` (every HTTP/1.1
+//!    framing rule, written once), `body` (a request's body), `metrics`,
+//!    `tls`, `sock`, `pace`, `keygen`, `echo`.
 
-pub mod admin;
-pub mod auth;
-pub mod body;
 pub mod cli;
-pub mod config;
-pub mod decide;
 pub mod demo;
-pub mod echo;
-pub mod error;
-pub mod gateway;
-pub mod h1;
-pub mod headers;
-pub mod keygen;
-pub mod metrics;
-pub mod mint;
-pub mod normalize;
+pub mod admin;
 pub mod openapi;
-mod pace;
+pub mod mint;
 pub mod reload;
-pub mod routes;
+pub mod config;
+
 pub mod server;
+pub mod gateway;
+pub mod error;
 pub mod snapshot;
-mod sock;
-pub mod tls;
+
+pub mod headers;
+pub mod decide;
+pub mod routes;
+pub mod auth;
+pub mod normalize;
+
 pub mod upstream;
+
+pub mod h1;
+pub mod body;
+pub mod metrics;
+pub mod tls;
+mod sock;
+mod pace;
+pub mod keygen;
+pub mod echo;
