@@ -1,6 +1,8 @@
 //! The request pipeline, in order: load the snapshot once → `normalize` →
-//! `extract` → `find` the route → `verify` → `decide` → `forward`, with one
-//! error mapping (`error.rs`) and one access-log line at the end.
+//! `extract` → `find` the route → `verify` → `decide` (all in
+//! [`Gateway::authorize`]) → rewrite the headers → `forward`, with one error
+//! mapping (`error.rs`) and one access-log line and count at the end
+//! ([`Gateway::finish`]).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -33,7 +35,7 @@ static NO_ROUTE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("(none)"));
 
 /// What the access-log line says about one request.
 #[derive(Debug, Default)]
-struct RequestCtx {
+pub(crate) struct RequestCtx {
     /// The access log is on: gather its fields (they cost allocations otherwise avoided).
     log: bool,
     path: Option<String>,
@@ -50,6 +52,33 @@ struct RequestCtx {
     reported: bool,
     /// Time spent waiting for the upstream's response head.
     upstream_wait: Duration,
+}
+
+impl RequestCtx {
+    pub(crate) fn new() -> RequestCtx {
+        RequestCtx { log: tracing::enabled!(target: "rolegate::access", tracing::Level::INFO), ..RequestCtx::default() }
+    }
+}
+
+/// The parts of a request the stages look at.
+pub(crate) struct RequestParts<'r> {
+    pub method: &'r http::Method,
+    pub uri: &'r http::Uri,
+    pub headers: &'r http::HeaderMap,
+    /// Read by hyper's server (whose head size the gateway checks itself).
+    pub read_by_hyper: bool,
+}
+
+/// A request the stages let through: its route, its permit, and its host.
+pub(crate) struct Authorized<'s> {
+    pub route: &'s crate::routes::Route,
+    pub permit: decide::Permit,
+    pub host_value: Option<HeaderValue>,
+}
+
+/// Whether the peer of `conn` is one of `[server] trusted_proxies`.
+fn is_trusted(snap: &Snapshot, conn: &ClientConn) -> bool {
+    !snap.server.trusted_proxies.is_empty() && headers::is_trusted(&snap.server.trusted_proxies, conn.addr.ip())
 }
 
 impl Gateway {
@@ -76,14 +105,25 @@ impl Gateway {
         let snap = self.shared.load_full();
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
-        let mut ctx = RequestCtx {
-            log: tracing::enabled!(target: "rolegate::access", tracing::Level::INFO),
-            ..RequestCtx::default()
-        };
-        let trusted = !snap.server.trusted_proxies.is_empty()
-            && headers::is_trusted(&snap.server.trusted_proxies, conn.addr.ip());
-        let peer = Peer { conn, trusted };
-        let (resp, decision) = match self.enforce_and_forward(&snap, &mut ctx, req, peer, &request_id).await {
+        let mut ctx = RequestCtx::new();
+        let peer = Peer { conn, trusted: is_trusted(&snap, conn) };
+        let result = self.enforce_and_forward(&snap, &mut ctx, req, peer, &request_id).await;
+        self.finish(result, &mut ctx, &method, conn, &request_id, started)
+    }
+
+    /// The response for the outcome of a request (the upstream's, or the
+    /// gateway's own refusal), counted in the metrics and written to the
+    /// access log: the same for every request, proxied or only decided.
+    pub(crate) fn finish(
+        &self,
+        result: Result<Response<Body>, GatewayError>,
+        ctx: &mut RequestCtx,
+        method: &http::Method,
+        conn: &ClientConn,
+        request_id: &HeaderValue,
+        started: Instant,
+    ) -> Response<Body> {
+        let (resp, decision) = match result {
             Ok(resp) => (resp, if ctx.reported { "report_only" } else { "allow" }),
             Err(err) => {
                 let decision = match &err {
@@ -101,7 +141,7 @@ impl Gateway {
                 if ctx.log {
                     ctx.reason = Some(err.to_string());
                 }
-                (err.response(&request_id), decision)
+                (err.response(request_id), decision)
             }
         };
         let elapsed = started.elapsed();
@@ -136,39 +176,40 @@ impl Gateway {
         resp
     }
 
-    async fn enforce_and_forward(
+    /// The stages of a request, up to the verdict: limits, normalize,
+    /// extract, find, verify, decide. The same for a proxied request and for a
+    /// decision-API check (which hands in the original request's parts).
+    pub(crate) async fn authorize<'s>(
         &self,
-        snap: &Snapshot,
+        snap: &'s Snapshot,
         ctx: &mut RequestCtx,
-        mut req: Request<RequestBody>,
-        peer: Peer<'_>,
+        request: RequestParts<'_>,
         request_id: &HeaderValue,
-    ) -> Result<Response<Body>, GatewayError> {
+    ) -> Result<Authorized<'s>, GatewayError> {
+        let RequestParts { method, uri, headers: req_headers, read_by_hyper } = request;
         // The lean server measured its heads already; hyper's server bounds
         // its read buffer only (a head that arrives whole may pass it).
-        if let RequestBody::Hyper(_) = req.body() {
-            let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
-            if crate::h1::head::request_head_size(req.method(), target, req.headers()) > snap.server.max_header_bytes {
+        if read_by_hyper {
+            let target = uri.path_and_query().map_or(0, |p| p.as_str().len());
+            if crate::h1::head::request_head_size(method, target, req_headers) > snap.server.max_header_bytes {
                 return Err(GatewayError::HeadTooLarge);
             }
         }
-        if snap.forward.underscores == headers::Underscores::Reject && headers::underscore_name(req.headers()).is_some()
-        {
+        if snap.forward.underscores == headers::Underscores::Reject && headers::underscore_name(req_headers).is_some() {
             return Err(normalize::RequestError::UnderscoreHeader.into());
         }
-        let target = normalize::normalize_request(req.method(), req.uri(), req.headers())?;
-        let token = auth::extract(req.headers())?;
-        let host_value = req
-            .headers()
+        let target = normalize::normalize_request(method, uri, req_headers)?;
+        let token = auth::extract(req_headers)?;
+        let host_value = req_headers
             .get(http::header::HOST)
             .cloned()
-            .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+            .or_else(|| uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
         let host = host_value.as_ref().and_then(|h| h.to_str().ok()).map(host_for_matching);
         if ctx.log {
             ctx.path = Some(target.path().to_owned());
             ctx.host = host.as_deref().map(str::to_owned);
         }
-        let route = match snap.routes.find(req.method(), host.as_deref(), target.path()) {
+        let route = match snap.routes.find(method, host.as_deref(), target.path()) {
             Some(r) => r,
             None => snap.unmatched.as_ref().ok_or(GatewayError::NoRoute)?,
         };
@@ -209,13 +250,31 @@ impl Gateway {
                 request_id = request_id.to_str().unwrap_or(""),
                 route = %route.name,
                 would_be = %denial,
-                "report mode: request forwarded that enforce mode would refuse"
+                "report mode: request allowed that enforce mode would refuse"
             );
             if ctx.log {
                 ctx.reason = Some(format!("report-only: {denial}"));
             }
             ctx.reported = true;
         }
+        Ok(Authorized { route, permit, host_value })
+    }
+
+    async fn enforce_and_forward(
+        &self,
+        snap: &Snapshot,
+        ctx: &mut RequestCtx,
+        mut req: Request<RequestBody>,
+        peer: Peer<'_>,
+        request_id: &HeaderValue,
+    ) -> Result<Response<Body>, GatewayError> {
+        let parts = RequestParts {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+            read_by_hyper: matches!(req.body(), RequestBody::Hyper(_)),
+        };
+        let Authorized { route, permit, host_value } = self.authorize(snap, ctx, parts, request_id).await?;
         // An Upgrade (WebSocket…) on an allowed route is passed through: only now,
         // after the verdict, so a denied route never upgrades.
         let upgrade = headers::upgrade_request(req.headers(), &route.upgrades);
