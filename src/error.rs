@@ -98,6 +98,40 @@ impl GatewayError {
         }
     }
 
+    /// The gRPC status code for this refusal (gRPC's own mapping of HTTP
+    /// statuses, as the SPEC's table fixes it).
+    pub fn grpc_status(&self) -> u8 {
+        match self.status().as_u16() {
+            400 => 3,              // INVALID_ARGUMENT
+            401 => 16,             // UNAUTHENTICATED
+            403 => 7,              // PERMISSION_DENIED
+            404 => 12,             // UNIMPLEMENTED
+            431 => 8,              // RESOURCE_EXHAUSTED
+            429 | 502 | 503 => 14, // UNAVAILABLE
+            504 => 4,              // DEADLINE_EXCEEDED
+            _ => 2,                // UNKNOWN
+        }
+    }
+
+    /// The refusal as a gRPC client understands it: a trailers-only answer
+    /// (HTTP 200, `content-type: application/grpc`, `grpc-status`, and
+    /// `grpc-message` with the reason the JSON body would give), for a request
+    /// whose content type is gRPC's.
+    pub fn grpc_response(&self, request_id: &HeaderValue) -> Response<Body> {
+        let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        h.insert("grpc-status", HeaderValue::from(u16::from(self.grpc_status())));
+        if let Ok(v) = HeaderValue::from_str(&grpc_percent_encode(&self.message())) {
+            h.insert("grpc-message", v);
+        }
+        h.insert(X_REQUEST_ID.clone(), request_id.clone());
+        if let GatewayError::Denied(Denial::KeysUnavailable) = self {
+            h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        resp
+    }
+
     /// The complete response.
     pub fn response(&self, request_id: &HeaderValue) -> Response<Body> {
         let body =
@@ -127,6 +161,30 @@ struct ErrorBody<'a> {
     error: &'a str,
     message: &'a str,
     request_id: &'a str,
+}
+
+/// Whether a request's content type is gRPC's (`application/grpc`, `+proto`, `+json`, with parameters or not).
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    let Some(v) = headers.get(CONTENT_TYPE) else { return false };
+    let v = v.as_bytes();
+    let Some(rest) = v.get(..16).filter(|p| p.eq_ignore_ascii_case(b"application/grpc")).map(|_| &v[16..]) else {
+        return false;
+    };
+    let subtype = rest.split(|b| *b == b';').next().unwrap_or_default().trim_ascii();
+    subtype.is_empty() || subtype.eq_ignore_ascii_case(b"+proto") || subtype.eq_ignore_ascii_case(b"+json")
+}
+
+/// `grpc-message` encoding: bytes outside 0x20–0x7E, and `%`, as `%XX` (gRPC's HTTP/2 protocol).
+fn grpc_percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Text safe inside an auth-param quoted-string (no `"`, `\` or control characters).
@@ -173,6 +231,34 @@ mod tests {
                 assert_eq!(std::str::from_utf8(&body).unwrap(), want);
             }
         }
+    }
+
+    #[test]
+    fn grpc_refusals() {
+        let id = HeaderValue::from_static("r1");
+        for (e, code) in [
+            (GatewayError::BadRequest(RequestError::EncodedSlash), "3"),
+            (GatewayError::Denied(Denial::MissingToken), "16"),
+            (GatewayError::Denied(Denial::Forbidden { missing_permissions: vec![], reason: String::new() }), "7"),
+            (GatewayError::NoRoute, "12"),
+            (GatewayError::Upstream(UpstreamError::Connect("u".into())), "14"),
+            (GatewayError::Denied(Denial::KeysUnavailable), "14"),
+            (GatewayError::Upstream(UpstreamError::Timeout("u".into())), "4"),
+        ] {
+            let r = e.grpc_response(&id);
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["content-type"], "application/grpc");
+            assert_eq!(r.headers()["grpc-status"], code, "{e}");
+            assert!(r.headers().contains_key("grpc-message"));
+        }
+        assert_eq!(grpc_percent_encode("a b%c\u{e9}\n"), "a b%25c%C3%A9%0A");
+        let ct = |v: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static(v));
+            is_grpc(&h)
+        };
+        assert!(ct("application/grpc") && ct("application/grpc+proto") && ct("Application/GRPC+json; charset=utf-8"));
+        assert!(!ct("application/grpc-web") && !ct("application/json") && !ct("application/grpcx"));
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub(crate) struct RequestCtx {
     reported: bool,
     /// Time spent waiting for the upstream's response head.
     upstream_wait: Duration,
+    /// The request is a gRPC call: refusals are gRPC statuses.
+    pub grpc: bool,
 }
 
 impl RequestCtx {
@@ -106,6 +108,9 @@ impl Gateway {
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
         let mut ctx = RequestCtx::new();
+        // A gRPC call gets its refusals as gRPC statuses (the lean server
+        // takes no request with a body, so no gRPC call).
+        ctx.grpc = matches!(req.body(), RequestBody::Hyper(_)) && crate::error::is_grpc(req.headers());
         let peer = Peer { conn, trusted: is_trusted(&snap, conn) };
         let result = self.enforce_and_forward(&snap, &mut ctx, req, peer, &request_id).await;
         self.finish(result, &mut ctx, &method, conn, &request_id, started)
@@ -141,7 +146,8 @@ impl Gateway {
                 if ctx.log {
                     ctx.reason = Some(err.to_string());
                 }
-                (err.response(request_id), decision)
+                let resp = if ctx.grpc { err.grpc_response(request_id) } else { err.response(request_id) };
+                (resp, decision)
             }
         };
         let elapsed = started.elapsed();
@@ -279,7 +285,7 @@ impl Gateway {
         // after the verdict, so a denied route never upgrades.
         let upgrade = headers::upgrade_request(req.headers(), &route.upgrades);
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-        headers::upstream_request(
+        let trailers = headers::upstream_request(
             req.headers_mut(),
             &snap.forward,
             peer,
@@ -297,7 +303,7 @@ impl Gateway {
             }
         }
         let waiting = Instant::now();
-        let resp = upstream::forward(req, permit.destination(), upgrade.is_some(), &self.metrics).await;
+        let resp = upstream::forward(req, permit.destination(), upgrade.is_some(), trailers, &self.metrics).await;
         ctx.upstream_wait = waiting.elapsed();
         let mut resp = resp?;
         let mut splice = None;

@@ -40,7 +40,6 @@ mod bit {
     pub const PROXY_AUTHENTICATE: u32 = 1 << 3;
     pub const PROXY_AUTHORIZATION: u32 = 1 << 4;
     pub const TE: u32 = 1 << 5;
-    pub const TRAILER: u32 = 1 << 6;
     pub const TRANSFER_ENCODING: u32 = 1 << 7;
     pub const UPGRADE: u32 = 1 << 8;
     pub const HTTP2_SETTINGS: u32 = 1 << 9;
@@ -54,14 +53,15 @@ mod bit {
     pub const FORWARDED: u32 = 1 << 15;
     /// Hop-by-hop headers that never cross the gateway (plus any named in
     /// `Connection`; `Upgrade` is restored for an allowed upgrade;
-    /// `HTTP2-Settings` belongs to the `h2c` upgrade, which is never passed on).
+    /// `HTTP2-Settings` belongs to the `h2c` upgrade, which is never passed
+    /// on). `Trailer` is not one (RFC 9110 §6.6.2): it names the trailer
+    /// fields a chunked message carries, and passes with them.
     pub const HOP_BY_HOP: u32 = CONNECTION
         | KEEP_ALIVE
         | PROXY_CONNECTION
         | PROXY_AUTHENTICATE
         | PROXY_AUTHORIZATION
         | TE
-        | TRAILER
         | TRANSFER_ENCODING
         | UPGRADE
         | HTTP2_SETTINGS;
@@ -69,7 +69,7 @@ mod bit {
 }
 
 /// The headers that carry each hop-by-hop bit, in bit order.
-fn hop_by_hop_names() -> [(u32, &'static HeaderName); 11] {
+fn hop_by_hop_names() -> [(u32, &'static HeaderName); 10] {
     [
         (bit::CONNECTION, &header::CONNECTION),
         (bit::KEEP_ALIVE, &KEEP_ALIVE),
@@ -77,7 +77,6 @@ fn hop_by_hop_names() -> [(u32, &'static HeaderName); 11] {
         (bit::PROXY_AUTHENTICATE, &header::PROXY_AUTHENTICATE),
         (bit::PROXY_AUTHORIZATION, &header::PROXY_AUTHORIZATION),
         (bit::TE, &header::TE),
-        (bit::TRAILER, &header::TRAILER),
         (bit::TRANSFER_ENCODING, &header::TRANSFER_ENCODING),
         (bit::UPGRADE, &header::UPGRADE),
         (bit::HTTP2_SETTINGS, &HTTP2_SETTINGS),
@@ -90,7 +89,6 @@ fn special(name: &str) -> u32 {
     match name.len() {
         2 if name == "te" => bit::TE,
         6 if name == "expect" => bit::EXPECT,
-        7 if name == "trailer" => bit::TRAILER,
         7 if name == "upgrade" => bit::UPGRADE,
         9 if name == "x-real-ip" => bit::X_REAL_IP,
         9 if name == "forwarded" => bit::FORWARDED,
@@ -351,7 +349,10 @@ pub fn is_trusted(nets: &[IpNet], ip: IpAddr) -> bool {
 }
 
 /// Rewrites the client's request headers into the upstream's. `target` is
-/// the authorized path and query (for `X-Forwarded-Uri` / `-Path`).
+/// the authorized path and query (for `X-Forwarded-Uri` / `-Path`). Returns
+/// whether the client's `TE` listed `trailers` (`TE` itself is hop-by-hop;
+/// an HTTP/2 upstream is told `te: trailers`, the one value HTTP/2 allows).
+#[must_use]
 pub fn upstream_request(
     headers: &mut HeaderMap,
     plan: &ForwardPlan,
@@ -360,7 +361,7 @@ pub fn upstream_request(
     request_id: &HeaderValue,
     identity: Option<&Identity>,
     target: &crate::normalize::Target,
-) {
+) -> bool {
     // One pass over the names finds the headers with a rule of their own and
     // the client headers that must go (most requests have neither: no
     // allocation, no lookup then).
@@ -373,6 +374,8 @@ pub fn upstream_request(
             removed.push(name.clone());
         }
     }
+    let trailers = present & bit::TE != 0
+        && headers.get_all(header::TE).iter().any(|v| crate::h1::lists_token(v.as_bytes(), b"trailers"));
     remove_hop_by_hop(headers, present & (bit::HOP_BY_HOP | bit::EXPECT));
     for name in removed {
         headers.remove(name);
@@ -420,7 +423,7 @@ pub fn upstream_request(
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     if let Some(id) = identity {
         if plan.identity.is_empty() {
-            return;
+            return trailers;
         }
         // Made once per identity; used only when made from this same plan
         // (the token cache belongs to one snapshot, so it always is: checked
@@ -451,6 +454,7 @@ pub fn upstream_request(
             }
         }
     }
+    trailers
 }
 
 /// `X-Forwarded-Uri`, `X-Forwarded-Path`, `X-Forwarded-Prefix`, `X-Real-IP`,
@@ -631,7 +635,7 @@ mod tests {
             let mut h = HeaderMap::new();
             h.insert("x-user", HeaderValue::from_static("forged"));
             let target = crate::normalize::normalize("/x", None).unwrap();
-            upstream_request(&mut h, plan, peer, None, &HeaderValue::from_static("r"), Some(&id), &target);
+            let _ = upstream_request(&mut h, plan, peer, None, &HeaderValue::from_static("r"), Some(&id), &target);
             ["x-user", "x-roles", "x-tenant"].map(|n| h.get(n).map(|v| v.to_str().unwrap().to_owned()))
         };
         let first = plan(&[("x-user", IdentitySource::Claim("sub".into())), ("x-roles", IdentitySource::Roles)]);

@@ -29,6 +29,21 @@ pub use crate::body::RequestBody;
 /// for the idle timeout, asks it to finish gracefully (in-flight requests
 /// complete). A macro because hyper's and hyper-util's connection types share
 /// no trait for `graceful_shutdown`.
+/// The HTTP/2 server settings of `[server]`, for h2c (hyper's builder) and
+/// for HTTP/2 over TLS (hyper-util's auto builder): a macro, as the two
+/// builders share no trait.
+macro_rules! h2_settings {
+    ($h2:expr, $opts:expr) => {
+        $h2.timer(TokioTimer::new())
+            .max_concurrent_streams($opts.h2_max_concurrent_streams)
+            .max_header_list_size($opts.h2_max_header_list_size)
+            // h2's own guards against streams reset before they are served,
+            // and against streams the server itself has to reset.
+            .max_pending_accept_reset_streams(20)
+            .max_local_error_reset_streams(1024)
+    };
+}
+
 macro_rules! drive {
     ($conn:expr, $stop:expr, $activity:expr, $idle:expr, $peer:expr) => {{
         let mut conn = std::pin::pin!($conn);
@@ -41,6 +56,12 @@ macro_rules! drive {
             () = idle($activity, $idle) => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
+            }
+            // Rapid reset (CVE-2023-44487): a client resetting streams faster
+            // than `[server] h2_max_resets` allows is disconnected at once.
+            () = $activity.flooded.notified() => {
+                tracing::warn!(peer = %$peer, "HTTP/2 client reset streams too fast; connection closed");
+                Ok(())
             }
         };
         if let Err(e) = result {
@@ -61,6 +82,11 @@ pub struct ServeOptions {
     pub idle_timeout: Duration,
     /// Shared by every worker: one permit per open client connection.
     pub connections: Arc<tokio::sync::Semaphore>,
+    /// `[server] h2c`: a plain connection that starts with the HTTP/2 preface is served as HTTP/2.
+    pub h2c: bool,
+    pub h2_max_concurrent_streams: u32,
+    pub h2_max_header_list_size: u32,
+    pub h2_max_resets: u32,
 }
 
 impl ServeOptions {
@@ -74,6 +100,10 @@ impl ServeOptions {
             idle_timeout: s.idle_timeout,
             max_headers: s.max_headers,
             connections: Arc::new(tokio::sync::Semaphore::new(s.max_connections)),
+            h2c: s.h2c,
+            h2_max_concurrent_streams: s.h2_max_concurrent_streams,
+            h2_max_header_list_size: s.h2_max_header_list_size,
+            h2_max_resets: s.h2_max_resets,
         }
     }
 }
@@ -120,6 +150,7 @@ async fn serve_until_drained(
         max_headers: opts.max_headers,
         header_read_timeout: opts.header_read_timeout,
         idle_timeout: opts.idle_timeout,
+        h2c: opts.h2c,
     });
     // On TLS, ALPN may pick h2: the auto builder serves either.
     let mut auto_builder = auto::Builder::new(TokioExecutor::new());
@@ -129,8 +160,13 @@ async fn serve_until_drained(
         .header_read_timeout(opts.header_read_timeout)
         .max_buf_size(opts.max_header_bytes)
         .max_headers(opts.max_headers);
-    auto_builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    h2_settings!(auto_builder.http2(), opts);
     let auto_builder = Arc::new(auto_builder);
+    // h2c with prior knowledge on the plain listener.
+    let mut h2_builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    h2_settings!(h2_builder, opts);
+    let h2_builder = Arc::new(h2_builder);
+    let max_resets = opts.h2_max_resets;
     // Graceful shutdown: each connection task watches `stop` and holds a `drain`
     // sender; when every sender is gone, every connection has finished.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -164,15 +200,25 @@ async fn serve_until_drained(
         let (mut stop, drain) = (stop_rx.clone(), drain_tx.clone());
         match &opts.tls {
             None => {
-                let (builder, limits) = (Arc::clone(&builder), Arc::clone(&limits));
+                let (builder, limits, h2_builder) =
+                    (Arc::clone(&builder), Arc::clone(&limits), Arc::clone(&h2_builder));
                 tokio::spawn(async move {
                     // The lean server takes plain requests; hyper, from the first other one on.
-                    if let lean::End::Handover(io) = lean::serve(stream, &gw, &client, &limits, &stop).await {
-                        let activity = Arc::new(Activity::default());
-                        let service = hyper_service(gw, client, Arc::clone(&activity));
-                        // With upgrades: a WebSocket (or other Upgrade) on an allowed route is passed through.
-                        let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
-                        drive!(conn, &mut stop, &activity, idle_timeout, peer);
+                    match lean::serve(stream, &gw, &client, &limits, &stop).await {
+                        lean::End::Handover(io) => {
+                            let activity = Arc::new(Activity::new(max_resets));
+                            let service = hyper_service(gw, client, Arc::clone(&activity));
+                            // With upgrades: a WebSocket (or other Upgrade) on an allowed route is passed through.
+                            let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+                            drive!(conn, &mut stop, &activity, idle_timeout, peer);
+                        }
+                        lean::End::H2c(io) => {
+                            let activity = Arc::new(Activity::new(max_resets));
+                            let service = hyper_service(gw, client, Arc::clone(&activity));
+                            let conn = h2_builder.serve_connection(TokioIo::new(io), service);
+                            drive!(conn, &mut stop, &activity, idle_timeout, peer);
+                        }
+                        lean::End::Closed => {}
                     }
                     open.dec();
                     drop((permit, drain));
@@ -186,7 +232,7 @@ async fn serve_until_drained(
                     // The handshake counts against the header timeout (slow TLS clients too).
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let activity = Arc::new(Activity::default());
+                            let activity = Arc::new(Activity::new(max_resets));
                             let service = hyper_service(gw, client, Arc::clone(&activity));
                             // HTTP/2 when the client chose h2 by ALPN, HTTP/1.1 otherwise.
                             let conn =
@@ -234,38 +280,76 @@ fn hyper_service(
         let client = Arc::clone(&client);
         let seen = Arc::clone(&seen);
         async move {
-            seen.begin();
+            // Ends the request in `seen` however the future ends: dropped
+            // before it completes, it was reset by the client (HTTP/2) or the
+            // client went away, and it counts against the reset limit.
+            let mut request = seen.begin();
             let resp = gw.handle(req.map(RequestBody::Hyper), &client).await;
-            seen.end();
+            request.completed = true;
             Ok::<_, Infallible>(resp)
         }
     })
 }
 
-/// When a connection last started or finished a request, and how many it is
-/// handling now (for the keep-alive idle timeout).
+/// The window over which client stream resets are counted (`[server] h2_max_resets`).
+pub const RESET_WINDOW: Duration = Duration::from_secs(10);
+
+/// When a connection last started or finished a request, how many it is
+/// handling now (for the keep-alive idle timeout), and how many of its
+/// requests were dropped unfinished lately (for the rapid-reset limit).
 #[derive(Debug)]
 struct Activity {
     last: std::sync::atomic::AtomicU64,
     in_flight: std::sync::atomic::AtomicUsize,
+    /// Requests dropped unfinished in the current window, and when it began.
+    resets: std::sync::Mutex<(u32, u64)>,
+    max_resets: u32,
+    /// Told once the resets pass `max_resets` within [`RESET_WINDOW`].
+    flooded: tokio::sync::Notify,
 }
 
-impl Default for Activity {
-    fn default() -> Self {
+impl Activity {
+    fn new(max_resets: u32) -> Activity {
         Activity {
             last: std::sync::atomic::AtomicU64::new(millis()),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
+            resets: std::sync::Mutex::new((0, millis())),
+            max_resets,
+            flooded: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight { activity: Arc::clone(self), completed: false }
+    }
+
+    fn reset(&self) {
+        let now = millis();
+        let mut resets = self.resets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if now.saturating_sub(resets.1) >= RESET_WINDOW.as_millis() as u64 {
+            *resets = (0, now);
+        }
+        resets.0 += 1;
+        if resets.0 > self.max_resets {
+            self.flooded.notify_one();
         }
     }
 }
 
-impl Activity {
-    fn begin(&self) {
-        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    fn end(&self) {
-        self.last.store(millis(), std::sync::atomic::Ordering::Relaxed);
-        self.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+/// One request of a connection served by hyper, until its future ends.
+struct InFlight {
+    activity: Arc<Activity>,
+    completed: bool,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.activity.last.store(millis(), std::sync::atomic::Ordering::Relaxed);
+        self.activity.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if !self.completed {
+            self.activity.reset();
+        }
     }
 }
 

@@ -35,6 +35,12 @@ pub struct ServerSettings {
     pub idle_timeout: Duration,
     /// `[server] tls`: certificate and key files (PEM).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `[server] h2c`: cleartext HTTP/2 with prior knowledge on the plain listener.
+    pub h2c: bool,
+    pub h2_max_concurrent_streams: u32,
+    pub h2_max_header_list_size: u32,
+    /// Client stream resets allowed per connection within [`crate::server::RESET_WINDOW`].
+    pub h2_max_resets: u32,
 }
 
 #[derive(Debug)]

@@ -4,14 +4,17 @@
 //! decided, nor to a path other than the one authorized.
 //!
 //! Every HTTP/1.x exchange is rolegate's own ([`http1`], over the wire rules
-//! of `h1`): plain or TLS, with or without a request body, upgrades included.
-//! Connections are kept per worker thread and per upstream ([`pool`]), each
-//! taken for one request and put back only when its response ended exactly
-//! and nothing arrived after it. [`forward`] is the one place that picks the
-//! exchange for an upstream.
+//! of `h1`): plain or TLS, with or without a request body, upgrades included;
+//! its connections are kept per worker thread and per upstream ([`pool`]),
+//! each taken for one request and put back only when its response ended
+//! exactly and nothing arrived after it. HTTP/2 upstreams take hyper's HTTP/2
+//! client ([`http2`]), a few multiplexed connections per worker. [`forward`]
+//! is the one place that picks the exchange for an upstream, from its
+//! `protocol` (and, for `auto`, what ALPN chose).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +28,7 @@ use crate::metrics::Metrics;
 mod body;
 mod conn;
 mod http1;
+mod http2;
 mod pool;
 
 pub use body::{BodyError, UpstreamBody};
@@ -37,6 +41,24 @@ const MAX_POOLS: usize = 64;
 thread_local! {
     static WORKER: Cell<usize> = const { Cell::new(0) };
 }
+
+/// How rolegate talks to an upstream (`[upstreams.NAME] protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 (over TLS for `https://`).
+    Http1,
+    /// Cleartext HTTP/2 with prior knowledge.
+    H2c,
+    /// HTTP/2 over TLS (ALPN `h2`).
+    H2,
+    /// TLS, ALPN `h2` then `http/1.1`: whichever the upstream picks.
+    Auto,
+}
+
+/// What ALPN picked for an `auto` upstream (learned on its first connection).
+const ALPN_UNKNOWN: u8 = 0;
+const ALPN_HTTP1: u8 = 1;
+const ALPN_H2: u8 = 2;
 
 /// Called once by each worker thread (see `server::serve_workers`).
 pub fn set_worker_index(index: usize) {
@@ -56,8 +78,13 @@ pub struct Upstream {
     addr: Option<SocketAddr>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
-    /// Idle connections, per worker.
+    pub protocol: Protocol,
+    /// For `auto`: what ALPN picked on the first connection ([`ALPN_UNKNOWN`] until then).
+    alpn: AtomicU8,
+    /// Idle HTTP/1.1 connections, per worker.
     idle: pool::Pools,
+    /// HTTP/2 connections, per worker.
+    h2: http2::Pools,
     /// TLS of an `https://` upstream: connector and the name to verify.
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
     ca_file: Option<std::path::PathBuf>,
@@ -72,13 +99,15 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     /// `url` is `http://host:port` (an optional trailing `/`, nothing else after it).
     /// `https://` upstreams are verified against the webpki and system roots
-    /// plus `ca_file` (PEM), when given.
+    /// plus `ca_file` (PEM), when given. `protocol`: `None` is `http1` for
+    /// `http://`, `auto` for `https://`.
     pub fn new(
         name: &str,
         url: &str,
         connect_timeout: Duration,
         timeout: Duration,
         ca_file: Option<&std::path::Path>,
+        protocol: Option<Protocol>,
     ) -> Result<Upstream, String> {
         let uri: Uri = url.parse().map_err(|e| format!("upstream url {url:?}: {e}"))?;
         let scheme = uri.scheme().cloned().ok_or_else(|| format!("upstream url {url:?} needs a scheme (http://)"))?;
@@ -96,11 +125,29 @@ impl Upstream {
         let host = authority.host().to_owned();
         let bare_host = host.trim_start_matches('[').trim_end_matches(']');
         let addr = bare_host.parse::<std::net::IpAddr>().ok().map(|ip| SocketAddr::new(ip, port));
+        let protocol = match (protocol, https) {
+            (None, false) => Protocol::Http1,
+            (None, true) => Protocol::Auto,
+            (Some(Protocol::H2c), true) => {
+                return Err(format!(
+                    "upstream url {url:?}: protocol \"h2c\" is cleartext HTTP/2; use http:// (or \"h2\")"
+                ))
+            }
+            (Some(p @ (Protocol::H2 | Protocol::Auto)), false) => {
+                let name = if p == Protocol::H2 { "h2" } else { "auto" };
+                return Err(format!("upstream url {url:?}: protocol {name:?} needs TLS: use https:// (or \"h2c\")"));
+            }
+            (Some(p), _) => p,
+        };
         // Root certificates are loaded only for https:// upstreams.
         let tls = match https {
             true => {
                 let mut config = crate::tls::client_config(ca_file)?;
-                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                config.alpn_protocols = match protocol {
+                    Protocol::H2 => vec![b"h2".to_vec()],
+                    Protocol::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+                    Protocol::Http1 | Protocol::H2c => vec![b"http/1.1".to_vec()],
+                };
                 let server_name =
                     ServerName::try_from(bare_host.to_owned()).map_err(|e| format!("upstream url {url:?}: {e}"))?;
                 Some((tokio_rustls::TlsConnector::from(Arc::new(config)), server_name))
@@ -115,7 +162,10 @@ impl Upstream {
             addr,
             connect_timeout,
             timeout,
+            protocol,
+            alpn: AtomicU8::new(ALPN_UNKNOWN),
             idle: pool::Pools::new(MAX_POOLS),
+            h2: http2::Pools::new(MAX_POOLS),
             tls,
             ca_file: ca_file.map(std::path::Path::to_path_buf),
         })
@@ -128,11 +178,18 @@ impl Upstream {
         connect_timeout: Duration,
         timeout: Duration,
         ca_file: Option<&std::path::Path>,
+        protocol: Option<Protocol>,
     ) -> bool {
         self.url == url
             && self.connect_timeout == connect_timeout
             && self.timeout == timeout
             && self.ca_file.as_deref() == ca_file
+            && protocol.unwrap_or(if self.tls.is_some() { Protocol::Auto } else { Protocol::Http1 }) == self.protocol
+    }
+
+    /// `host:port` as the URL gives it (`:authority` when a request has no Host).
+    fn authority(&self) -> String {
+        format!("{}:{}", self.host, self.port)
     }
 
     /// A new connection: TCP (no per-connection DNS for IP literals, `TCP_NODELAY`), then TLS for `https://`.
@@ -158,7 +215,14 @@ impl Upstream {
                     .await
                     .map_err(|_| connect_error())?
                     .map_err(|e| UpstreamError::Failed(self.name.clone(), format!("TLS: {e}")))?;
-                Ok(conn::Io::Tls(Box::new(tls)))
+                let io = conn::Io::Tls(Box::new(tls));
+                if self.protocol == Protocol::H2 && !io.alpn_h2() {
+                    return Err(UpstreamError::Failed(
+                        self.name.clone(),
+                        "TLS: the upstream did not agree to h2 (ALPN)".into(),
+                    ));
+                }
+                Ok(io)
             }
         }
     }
@@ -211,12 +275,15 @@ impl<'a> Destination<'a> {
 /// Sends `req` (headers already rewritten) to the destination's upstream, at
 /// its path, and waits for the response head; bodies stream both ways.
 /// A request that asks to `upgrade` (to a protocol the route allows) may get
-/// a `101`, whose connection comes with the response as a [`PendingUpgrade`];
-/// to any other request, a `101` is refused.
+/// a `101`, whose connection comes with the response as a [`PendingUpgrade`]
+/// (HTTP/1.1 upstreams only); to any other request, a `101` is refused.
+/// `trailers`: the client accepts trailers (`TE: trailers`), which an HTTP/2
+/// upstream is told.
 pub async fn forward(
     req: Request<RequestBody>,
     to: Destination<'_>,
     upgrade: bool,
+    trailers: bool,
     metrics: &Metrics,
 ) -> Result<Response<UpstreamBody>, UpstreamError> {
     let up = to.upstream;
@@ -229,5 +296,33 @@ pub async fn forward(
     }
     let worker = WORKER.with(Cell::get);
     let deadline = tokio::time::Instant::now() + up.timeout;
-    http1::exchange(up, worker, target, req, upgrade, deadline, metrics).await
+    let h2 = match up.protocol {
+        Protocol::Http1 => false,
+        Protocol::H2c | Protocol::H2 => true,
+        // An upgrade is an HTTP/1.1 matter.
+        Protocol::Auto if upgrade => false,
+        Protocol::Auto => match up.alpn.load(Ordering::Relaxed) {
+            ALPN_H2 => true,
+            ALPN_HTTP1 => false,
+            _ => learn_alpn(up, worker, deadline).await?,
+        },
+    };
+    match h2 {
+        true => http2::exchange(up, worker, target, req, trailers, deadline).await,
+        false => http1::exchange(up, worker, target, req, upgrade, deadline, metrics).await,
+    }
+}
+
+/// An `auto` upstream's first connection: ALPN says which protocol it speaks;
+/// the connection joins that protocol's pool. Returns whether it is HTTP/2.
+async fn learn_alpn(up: &Arc<Upstream>, worker: usize, deadline: tokio::time::Instant) -> Result<bool, UpstreamError> {
+    let connect = tokio::time::timeout_at(deadline, Box::pin(up.connect()));
+    let io = connect.await.map_err(|_| UpstreamError::Timeout(up.name.clone()))??;
+    let h2 = io.alpn_h2();
+    up.alpn.store(if h2 { ALPN_H2 } else { ALPN_HTTP1 }, Ordering::Relaxed);
+    match h2 {
+        true => drop(up.h2_adopt(worker, io).await?),
+        false => up.http1_adopt(worker, io, deadline),
+    }
+    Ok(h2)
 }

@@ -306,6 +306,7 @@ async fn the_lean_server_writes_responses_byte_for_byte_as_hyper_does() {
         "/docs/repeated-length",
         "/docs/large",
         "/docs/large-chunked",
+        "/docs/trailers",
         "/docs/missing",
         "/docs/garbage",
         "/v1/users/7",
@@ -357,11 +358,16 @@ async fn one_framing_whatever_the_request() {
 }
 
 /// Trailers of a chunked upstream response are read and passed on when the
-/// client's connection is chunked too.
+/// client's connection is chunked too (the fields its `Trailer` names, as
+/// hyper's server writes them).
 #[tokio::test]
-async fn chunked_trailers_are_decoded() {
+async fn chunked_trailers_are_decoded_and_passed_on() {
     let up = scripted_upstream().await;
     let gw = gateway(&up).await;
+    let text =
+        exchange_to_end(gw.addr, "GET /docs/trailers HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n").await;
+    assert!(text.to_ascii_lowercase().contains("\r\ntrailer: grpc-status\r\n"), "{text}");
+    assert!(text.ends_with("5\r\nhello\r\n0\r\ngrpc-status: 0\r\n\r\n"), "{text:?}");
     let r = gw.send("GET", "/docs/trailers", None).await;
     assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"hello"[..]));
     // The connection is reused after a response whose trailer section ended exactly.

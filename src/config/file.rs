@@ -73,6 +73,18 @@ pub struct ServerSpec {
     /// Client header names containing `_`: "drop" (default), "reject" (400) or "allow".
     #[serde(default)]
     pub underscore_headers: UnderscoreSpec,
+    /// Serve cleartext HTTP/2 with prior knowledge (h2c) on the plain listener too.
+    #[serde(default)]
+    pub h2c: bool,
+    /// HTTP/2: streams a client may have open at once on one connection.
+    #[serde(default = "default_h2_max_concurrent_streams")]
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2: the largest header list a client may send (default: `max_header_bytes`).
+    #[serde(default)]
+    pub h2_max_header_list_size: Option<u32>,
+    /// HTTP/2: client stream resets allowed per connection within 10 s; more closes the connection (rapid reset).
+    #[serde(default = "default_h2_max_resets")]
+    pub h2_max_resets: u32,
 }
 
 /// What happens to a client header whose name contains `_` (CGI/WSGI-style
@@ -104,6 +116,10 @@ impl Default for ServerSpec {
             idle_timeout_ms: default_idle_timeout_ms(),
             header_read_timeout_ms: default_header_read_timeout_ms(),
             underscore_headers: UnderscoreSpec::default(),
+            h2c: false,
+            h2_max_concurrent_streams: default_h2_max_concurrent_streams(),
+            h2_max_header_list_size: None,
+            h2_max_resets: default_h2_max_resets(),
         }
     }
 }
@@ -137,6 +153,21 @@ pub struct UpstreamSpec {
     #[serde(default)]
     #[schemars(with = "Option<Vec<String>>")]
     pub upgrades: Option<Spanned<Vec<String>>>,
+    /// "http1", "h2c" (cleartext HTTP/2), "h2" (HTTP/2 over TLS) or "auto" (TLS, ALPN h2 then
+    /// http/1.1); default: "http1" for http://, "auto" for https://.
+    #[serde(default)]
+    #[schemars(with = "Option<ProtocolSpec>")]
+    pub protocol: Option<Spanned<ProtocolSpec>>,
+}
+
+/// How rolegate talks to an upstream.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolSpec {
+    Http1,
+    H2c,
+    H2,
+    Auto,
 }
 
 /// `[[issuers]]`
@@ -524,6 +555,12 @@ fn default_max_headers() -> usize {
 }
 fn default_idle_timeout_ms() -> u64 {
     60_000
+}
+fn default_h2_max_concurrent_streams() -> u32 {
+    256
+}
+fn default_h2_max_resets() -> u32 {
+    200
 }
 fn default_max_connections() -> usize {
     10_000

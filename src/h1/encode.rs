@@ -45,7 +45,7 @@ pub struct Written {
 /// known), else `transfer-encoding: chunked`; no body for HEAD, 1xx, 204 and
 /// 304, and no length for 1xx, 204 and 304; the first `content-length` only;
 /// `date` added when missing; `connection: close` when not `keep_alive`.
-/// `Transfer-Encoding`, `Trailer` and `Connection` are this writer's.
+/// `Transfer-Encoding` and `Connection` are this writer's.
 /// `ended`: the body has no frames left at all.
 pub fn response_head(
     out: &mut Vec<u8>,
@@ -64,7 +64,12 @@ pub fn response_head(
     status_line(out, status);
     let mut framing = None; // Some(n): content-length n; None: decided below
     let mut wrote_date = false;
+    let mut wrote_trailer = false;
     for (name, value) in &parts.headers {
+        if wrote_trailer && *name != header::TRAILER {
+            out.extend_from_slice(b"\r\n");
+            wrote_trailer = false;
+        }
         match *name {
             header::CONTENT_LENGTH => {
                 // The first value only; none for a body that is not there
@@ -80,13 +85,26 @@ pub fn response_head(
                 };
             }
             // Framing and connection handling are this writer's.
-            header::TRANSFER_ENCODING | header::TRAILER | header::CONNECTION => continue,
+            header::TRANSFER_ENCODING | header::CONNECTION => continue,
+            // The trailer fields a chunked body will carry: named only where a
+            // body may be chunked, all `Trailer` fields in one line.
+            header::TRAILER => {
+                if !no_body {
+                    out.extend_from_slice(if wrote_trailer { b", " } else { b"trailer: " });
+                    out.extend_from_slice(value.as_bytes());
+                    wrote_trailer = true;
+                }
+                continue;
+            }
             header::DATE => wrote_date = true,
             _ => {}
         }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if wrote_trailer {
         out.extend_from_slice(b"\r\n");
     }
     // hyper adds it to the response's headers: after them, before its own framing line.

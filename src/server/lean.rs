@@ -49,7 +49,13 @@ pub(super) struct Limits {
     pub max_headers: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// A connection that starts with the HTTP/2 preface goes to hyper's HTTP/2 server.
+    pub h2c: bool,
 }
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4), which an h2c client with
+/// prior knowledge sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// How the lean server's part of a connection ended.
 pub(super) enum End {
@@ -58,6 +64,9 @@ pub(super) enum End {
     /// A request the lean server does not take: hyper serves the connection
     /// from here, starting with the bytes already read.
     Handover(Rewind),
+    /// The connection starts with the HTTP/2 preface (`[server] h2c`): hyper's
+    /// HTTP/2 server serves it, starting with the bytes already read.
+    H2c(Rewind),
 }
 
 /// Serves plain requests on `io` until the connection ends or a request needs hyper.
@@ -81,8 +90,23 @@ pub(super) async fn serve(
     let mut stopped = pin!(async move {
         let _ = watch.wait_for(|s| *s).await;
     });
+    // Only a connection's first bytes may be the HTTP/2 preface.
+    let mut may_be_h2 = limits.h2c;
     loop {
         let parsed = loop {
+            if may_be_h2 && !buf.is_empty() {
+                if buf.starts_with(H2_PREFACE) {
+                    return End::H2c(Rewind::new(buf, io));
+                }
+                may_be_h2 = H2_PREFACE.starts_with(&buf);
+                if may_be_h2 {
+                    // A part of the preface: read on.
+                    match read(&mut io, &mut buf, deadline, timer.as_mut(), stopped.as_mut()).await {
+                        Read::Data => continue,
+                        Read::Closed => return End::Closed,
+                    }
+                }
+            }
             if !buf.is_empty() {
                 match parse(&mut buf, limits, &mut fields) {
                     Parse::Complete(req) => break req,
@@ -286,6 +310,7 @@ async fn write_response(
         return Ok(keep_alive);
     }
     let mut left = framing;
+    let mut trailers = None;
     let mut body = pin!(body);
     loop {
         // A frame that is there now joins the bytes to write; before waiting
@@ -307,7 +332,15 @@ async fn write_response(
             }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => data,
-                Err(_) => continue, // trailers: not sent (hyper sends none either: `Trailer` is hop-by-hop)
+                Err(frame) => {
+                    // Trailers go with the last chunk, those the response's
+                    // `Trailer` names (as hyper writes them); a body with a
+                    // length has nowhere to put them.
+                    if let (Ok(t), true) = (frame.into_trailers(), chunked) {
+                        trailers = Some(declared_trailers(&parts.headers, t));
+                    }
+                    continue;
+                }
             },
         };
         if data.is_empty() {
@@ -334,7 +367,7 @@ async fn write_response(
         }
     }
     if chunked {
-        out.extend_from_slice(b"0\r\n\r\n");
+        h1::chunked::encode_end(out, trailers.as_ref());
     }
     if left.is_some_and(|n| n > 0) {
         // Cut short: what came goes out, then the connection closes.
@@ -343,6 +376,23 @@ async fn write_response(
     }
     io.write_all(out).await?;
     Ok(keep_alive)
+}
+
+/// The fields of `trailers` that the response's `Trailer` header names.
+fn declared_trailers(head: &http::HeaderMap, trailers: http::HeaderMap) -> http::HeaderMap {
+    let declared: Vec<&[u8]> = head
+        .get_all(header::TRAILER)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .collect();
+    let mut out = http::HeaderMap::new();
+    for (name, value) in trailers.iter() {
+        if declared.iter().any(|d| d.eq_ignore_ascii_case(name.as_str().as_bytes())) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// A connection handed to hyper: the bytes already read come first.
@@ -405,6 +455,7 @@ mod tests {
             max_headers: 100,
             header_read_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(1),
+            h2c: false,
         }
     }
 

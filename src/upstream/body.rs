@@ -7,12 +7,27 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::http1;
+use super::{http1, http2};
 
-/// An upstream response body. Its connection goes back to the pool when the
-/// body has been read to its exact end (a body dropped before its end closes
-/// the connection instead).
-pub struct UpstreamBody(pub(super) http1::Body);
+/// An upstream response body. An HTTP/1.1 connection goes back to the pool
+/// when the body has been read to its exact end (a body dropped before its
+/// end closes the connection instead); an HTTP/2 stream ends with its body.
+pub struct UpstreamBody(Kind);
+
+enum Kind {
+    Http1(http1::Body),
+    Http2(http2::Body),
+}
+
+impl UpstreamBody {
+    pub(super) fn http1(body: http1::Body) -> UpstreamBody {
+        UpstreamBody(Kind::Http1(body))
+    }
+
+    pub(super) fn http2(body: hyper::body::Incoming, in_flight: http2::InFlight) -> UpstreamBody {
+        UpstreamBody(Kind::Http2(http2::Body { body, _in_flight: in_flight }))
+    }
+}
 
 /// Why an upstream response body broke off: the client's response is cut short.
 #[derive(Debug)]
@@ -31,14 +46,30 @@ impl Body for UpstreamBody {
     type Error = BodyError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        self.get_mut().0.poll_frame(cx)
+        match &mut self.get_mut().0 {
+            Kind::Http1(body) => body.poll_frame(cx),
+            Kind::Http2(body) => body.poll_frame(cx).map(|f| {
+                f.map(|r| {
+                    r.map_err(|e| {
+                        tracing::debug!(error = %e, "upstream HTTP/2 body broke off");
+                        BodyError("the HTTP/2 stream broke off")
+                    })
+                })
+            }),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
+        match &self.0 {
+            Kind::Http1(body) => body.is_end_stream(),
+            Kind::Http2(body) => body.body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.0.size_hint()
+        match &self.0 {
+            Kind::Http1(body) => body.size_hint(),
+            Kind::Http2(body) => body.body.size_hint(),
+        }
     }
 }

@@ -31,6 +31,14 @@ pub(super) enum Idle {
 }
 
 impl Io {
+    /// Whether TLS's ALPN picked `h2`.
+    pub(super) fn alpn_h2(&self) -> bool {
+        match self {
+            Io::Plain(_) => false,
+            Io::Tls(io) => io.get_ref().1.alpn_protocol() == Some(b"h2"),
+        }
+    }
+
     /// Reads more bytes into `buf`; `Ok(0)` at end of stream.
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         match self {

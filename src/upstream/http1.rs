@@ -105,6 +105,11 @@ impl Upstream {
         Ok(Conn::new(io, deadline))
     }
 
+    /// A new connection (an `auto` upstream's first, which ALPN made HTTP/1.1) into the pool.
+    pub(super) fn http1_adopt(&self, worker: usize, io: Io, deadline: Instant) {
+        self.idle.park(worker, Conn::new(io, deadline));
+    }
+
     fn give_back(&self, worker: usize, mut conn: Conn) {
         conn.reused = true;
         self.idle.park(worker, conn);
@@ -486,7 +491,7 @@ fn into_response(
             })),
         }
     };
-    let mut resp = Response::new(UpstreamBody(body));
+    let mut resp = Response::new(UpstreamBody::http1(body));
     *resp.status_mut() = head.status;
     *resp.version_mut() = Version::HTTP_11;
     *resp.headers_mut() = head.headers;

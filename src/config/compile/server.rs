@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::config::file::RoutesFile;
+use crate::config::file::{ProtocolSpec, RoutesFile};
 use crate::snapshot::{ServerSettings, Snapshot};
-use crate::upstream::Upstream;
+use crate::upstream::{Protocol, Upstream};
 
 use super::Compiler;
 
@@ -37,6 +37,13 @@ pub(super) fn compile_server(c: &mut Compiler<'_>, file: &RoutesFile) -> Option<
         workers: s.workers,
         // hyper needs room for at least one read buffer (8 KiB).
         max_header_bytes: s.max_header_bytes.max(8192),
+        h2c: s.h2c,
+        h2_max_concurrent_streams: s.h2_max_concurrent_streams.max(1),
+        h2_max_header_list_size: s
+            .h2_max_header_list_size
+            .unwrap_or(u32::try_from(s.max_header_bytes.max(8192)).unwrap_or(u32::MAX))
+            .max(1024),
+        h2_max_resets: s.h2_max_resets.max(1),
         max_headers: s.max_headers.max(1),
         max_connections: s.max_connections.max(1),
         idle_timeout: Duration::from_millis(s.idle_timeout_ms.max(100)),
@@ -70,14 +77,20 @@ pub(super) fn compile_upstreams(
                 continue;
             }
         }
+        let protocol = s.protocol.as_ref().map(|p| match p.get_ref() {
+            ProtocolSpec::Http1 => Protocol::Http1,
+            ProtocolSpec::H2c => Protocol::H2c,
+            ProtocolSpec::H2 => Protocol::H2,
+            ProtocolSpec::Auto => Protocol::Auto,
+        });
         if let Some(old) = previous
             .and_then(|p| p.upstreams.get(name))
-            .filter(|u| u.same_settings(s.url.get_ref(), ct, to, ca_file.as_deref()))
+            .filter(|u| u.same_settings(s.url.get_ref(), ct, to, ca_file.as_deref(), protocol))
         {
             out.insert(name.clone(), Arc::clone(old));
             continue;
         }
-        match Upstream::new(name, s.url.get_ref(), ct, to, ca_file.as_deref()) {
+        match Upstream::new(name, s.url.get_ref(), ct, to, ca_file.as_deref(), protocol) {
             Ok(u) => {
                 out.insert(name.clone(), Arc::new(u));
             }

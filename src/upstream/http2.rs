@@ -1,0 +1,210 @@
+//! The HTTP/2 exchange with an upstream (`protocol = "h2c"`, `"h2"`, or
+//! `"auto"` when ALPN picks h2): hyper's HTTP/2 client over connections kept
+//! per worker, each carrying many streams at once. hyper's connection task
+//! keeps each stream's flow control: a response body is taken from the
+//! connection as its client reads it, so a slow reader slows its own stream
+//! (its window fills up) and not the connection's others, and what is held
+//! for it is bounded by the stream window.
+//!
+//! A request the upstream did not process — the connection closed before it
+//! was sent, `REFUSED_STREAM`, or a `GOAWAY` that left it out — is sent again
+//! on another connection when it has no body (a body is read only once).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, HOST, TE};
+use http::{Request, Response, Uri, Version};
+use hyper::body::{Body as _, Incoming};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::time::Instant;
+
+use super::conn::Io;
+use super::{Upstream, UpstreamBody, UpstreamError};
+use crate::body::RequestBody;
+
+/// Connections kept per worker and upstream.
+const MAX_CONNECTIONS: usize = 4;
+/// Streams in flight on one connection before another is opened (the usual
+/// `SETTINGS_MAX_CONCURRENT_STREAMS`; beyond the peer's own limit hyper queues).
+const STREAMS_PER_CONNECTION: usize = 100;
+/// How often a request the upstream did not process is sent again.
+const MAX_RESENDS: usize = 3;
+/// Flow-control windows: per stream, and per connection (several streams' worth,
+/// so that a stream whose reader stalls cannot hold up the others).
+const STREAM_WINDOW: u32 = 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
+/// One HTTP/2 connection of a worker, with its streams in flight.
+#[derive(Clone)]
+pub(super) struct H2Conn {
+    sender: SendRequest<RequestBody>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// The HTTP/2 connections of one upstream, per worker.
+pub(super) struct Pools(Box<[Mutex<Vec<H2Conn>>]>);
+
+impl Pools {
+    pub(super) fn new(workers: usize) -> Pools {
+        Pools((0..workers).map(|_| Mutex::new(Vec::new())).collect())
+    }
+
+    /// A connection with room for one more stream, if the worker has one open.
+    fn pick(&self, worker: usize) -> Option<H2Conn> {
+        let mut conns = self.0[worker].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        conns.retain(|c| !c.sender.is_closed());
+        let least = conns.iter().min_by_key(|c| c.in_flight.load(Ordering::Relaxed))?;
+        let busy = least.in_flight.load(Ordering::Relaxed) >= STREAMS_PER_CONNECTION;
+        (!busy || conns.len() >= MAX_CONNECTIONS).then(|| least.clone())
+    }
+
+    fn add(&self, worker: usize, conn: H2Conn) {
+        let mut conns = self.0[worker].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        conns.retain(|c| !c.sender.is_closed());
+        if conns.len() < MAX_CONNECTIONS {
+            conns.push(conn);
+        }
+    }
+}
+
+impl Upstream {
+    /// An HTTP/2 connection of this worker with room for a stream, else a new one.
+    async fn h2_checkout(&self, worker: usize, deadline: Instant) -> Result<H2Conn, UpstreamError> {
+        if let Some(conn) = self.h2.pick(worker) {
+            return Ok(conn);
+        }
+        let connect = tokio::time::timeout_at(deadline, Box::pin(self.connect()));
+        let io = connect.await.map_err(|_| UpstreamError::Timeout(self.name.clone()))??;
+        self.h2_adopt(worker, io).await
+    }
+
+    /// Starts HTTP/2 on a new connection (its task runs on this worker) and pools it.
+    pub(super) async fn h2_adopt(&self, worker: usize, io: Io) -> Result<H2Conn, UpstreamError> {
+        let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_header_list_size(64 * 1024);
+        let handshake = tokio::time::timeout(self.connect_timeout, builder.handshake(TokioIo::new(io)));
+        let (sender, conn) = handshake
+            .await
+            .map_err(|_| UpstreamError::Connect(self.name.clone()))?
+            .map_err(|e| UpstreamError::Failed(self.name.clone(), format!("HTTP/2 handshake: {e}")))?;
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(upstream = %name, error = %e, "upstream HTTP/2 connection ended");
+            }
+        });
+        let conn = H2Conn { sender, in_flight: Arc::new(AtomicUsize::new(0)) };
+        self.h2.add(worker, conn.clone());
+        Ok(conn)
+    }
+}
+
+/// Whether an error means the upstream did not process the request: refused
+/// stream, or a `GOAWAY` that did not include it.
+fn not_processed(e: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM) || h2.is_go_away();
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Sends a request over HTTP/2 and waits for the response head before `deadline`.
+/// `trailers`: the client accepts trailers (`te: trailers` is passed on, the
+/// one `TE` value HTTP/2 allows).
+pub(super) async fn exchange(
+    up: &Arc<Upstream>,
+    worker: usize,
+    target: &str,
+    req: Request<RequestBody>,
+    trailers: bool,
+    deadline: Instant,
+) -> Result<Response<UpstreamBody>, UpstreamError> {
+    let failed = |what: String| UpstreamError::Failed(up.name.clone(), what);
+    let (mut parts, mut body) = req.into_parts();
+    // `:authority` from the client's Host (the upstream's own name when it is
+    // missing), `:scheme` from the connection; no Host field beside them.
+    let authority = parts.headers.remove(HOST).unwrap_or_else(|| {
+        HeaderValue::from_str(&up.authority()).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
+    });
+    let scheme = if up.tls.is_some() { "https" } else { "http" };
+    parts.uri = Uri::builder()
+        .scheme(scheme)
+        .authority(authority.as_bytes())
+        .path_and_query(target)
+        .build()
+        .map_err(|e| failed(format!("the request URI: {e}")))?;
+    parts.version = Version::HTTP_2;
+    if trailers {
+        parts.headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+    let replayable = body.is_end_stream();
+    let mut resends = 0;
+    loop {
+        let mut conn = up.h2_checkout(worker, deadline).await?;
+        let req = Request::from_parts(parts.clone(), body);
+        conn.in_flight.fetch_add(1, Ordering::Relaxed);
+        let guard = InFlight(Some(Arc::clone(&conn.in_flight)));
+        let sent = tokio::time::timeout_at(deadline, async {
+            conn.sender.ready().await.map_err(|e| (e, None))?;
+            conn.sender.try_send_request(req).await.map_err(|mut e| {
+                let unsent = e.take_message();
+                (e.into_error(), unsent)
+            })
+        })
+        .await;
+        match sent {
+            Err(_) => return Err(UpstreamError::Timeout(up.name.clone())),
+            Ok(Ok(resp)) => return Ok(resp.map(|b| UpstreamBody::http2(b, guard))),
+            Ok(Err((e, unsent))) if resends < MAX_RESENDS => match unsent {
+                Some(req) => {
+                    tracing::debug!(upstream = %up.name, error = %e, "HTTP/2 request not sent; sending again");
+                    body = req.into_body();
+                }
+                None if replayable && not_processed(&e) => {
+                    tracing::debug!(upstream = %up.name, error = %e, "HTTP/2 request not processed; sending again");
+                    body = RequestBody::Empty;
+                }
+                None => return Err(failed(e.to_string())),
+            },
+            Ok(Err((e, _))) => return Err(failed(e.to_string())),
+        }
+        resends += 1;
+    }
+}
+
+/// Counts a stream in flight until its response body ends or is dropped.
+pub(super) struct InFlight(Option<Arc<AtomicUsize>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(n) = self.0.take() {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A response body from an HTTP/2 exchange (data and trailers frames as they come).
+pub(super) struct Body {
+    pub(super) body: Incoming,
+    pub(super) _in_flight: InFlight,
+}
+
+impl Body {
+    pub(super) fn poll_frame(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+}
