@@ -277,8 +277,8 @@ impl<'a> Destination<'a> {
 /// A request that asks to `upgrade` (to a protocol the route allows) may get
 /// a `101`, whose connection comes with the response as a [`PendingUpgrade`]
 /// (HTTP/1.1 upstreams only); to any other request, a `101` is refused.
-/// `trailers`: the client accepts trailers (`TE: trailers`), which an HTTP/2
-/// upstream is told.
+/// `trailers`: the client accepts trailers (`TE: trailers`), which the
+/// upstream is told (over HTTP/1.1 with `Connection: te`, as `TE` is hop-by-hop).
 pub async fn forward(
     req: Request<RequestBody>,
     to: Destination<'_>,
@@ -307,10 +307,26 @@ pub async fn forward(
             _ => learn_alpn(up, worker, deadline).await?,
         },
     };
+    let call = Call { up, worker, target, upgrade, trailers, deadline };
     match h2 {
-        true => http2::exchange(up, worker, target, req, trailers, deadline).await,
-        false => http1::exchange(up, worker, target, req, upgrade, deadline, metrics).await,
+        true => http2::exchange(&call, req).await,
+        false => http1::exchange(&call, req, metrics).await,
     }
+}
+
+/// One request's exchange, as `forward` hands it to an HTTP/1.1 or HTTP/2 exchange.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    up: &'a Arc<Upstream>,
+    worker: usize,
+    /// The authorized path and query.
+    target: &'a str,
+    /// The request asks to upgrade (to a protocol the route allows).
+    upgrade: bool,
+    /// The client accepts trailers.
+    trailers: bool,
+    /// The response head must come by then.
+    deadline: tokio::time::Instant,
 }
 
 /// An `auto` upstream's first connection: ALPN says which protocol it speaks;

@@ -285,3 +285,36 @@ fn header_hygiene_keys_are_checked() {
     assert_eq!(strip, ["x-auth-*", "x-user", "x-user-*"]);
     assert!(snap.warnings.is_empty(), "{:?}", snap.warnings);
 }
+
+/// gRPC routes are recognised: with no `methods` they pass quietly (every call
+/// is a POST); listing methods without POST is warned about.
+#[test]
+fn grpc_routes_are_checked_for_post() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes.toml");
+    let base = "[upstreams.default]\nurl = \"http://127.0.0.1:9\"\nprotocol = \"h2c\"\n[[issuers]]\nissuer = \"x\"\nsecret_env = \"HOME\"\nalgorithms = [\"HS256\"]\n";
+    std::fs::write(&path, format!("{base}[[routes]]\npath = \"/orders.v1.Orders/*\"\nany_roles = [\"m\"]\n")).unwrap();
+    let snap = rolegate::config::load(&path, None).unwrap();
+    assert!(snap.warnings.is_empty(), "{:?}", snap.warnings);
+    std::fs::write(
+        &path,
+        format!("{base}[[routes]]\npath = \"/orders.v1.Orders/GetOrder\"\nmethods = [\"GET\"]\nany_roles = [\"m\"]\n"),
+    )
+    .unwrap();
+    let snap = rolegate::config::load(&path, None).unwrap();
+    assert!(
+        snap.warnings
+            .iter()
+            .any(|w| w.contains("looks like a gRPC route (service orders.v1.Orders) but does not allow POST")
+                && w.contains("routes.toml:8")),
+        "{:?}",
+        snap.warnings
+    );
+    // protocol names are checked against the URL.
+    std::fs::write(&path, "[upstreams.default]\nurl = \"https://127.0.0.1:9\"\nprotocol = \"h2c\"\n").unwrap();
+    let e = rolegate::config::load(&path, None).unwrap_err().to_string();
+    assert!(e.contains("protocol \"h2c\" is cleartext HTTP/2") && e.contains("routes.toml:2:"), "{e}");
+    std::fs::write(&path, "[upstreams.default]\nurl = \"http://127.0.0.1:9\"\nprotocol = \"h2\"\n").unwrap();
+    let e = rolegate::config::load(&path, None).unwrap_err().to_string();
+    assert!(e.contains("needs TLS"), "{e}");
+}

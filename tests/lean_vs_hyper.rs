@@ -3,8 +3,8 @@
 //! request heads — odd targets, odd header names and values, repeats,
 //! `Connection` lists, tokens — the lean server and hyper's give the same
 //! answer and forward the same request. The hyper side is the same head plus
-//! `TE: trailers`, which the lean server always hands over (and which, being
-//! hop-by-hop, never reaches the upstream).
+//! `Expect: 100-continue`, which the lean server always hands over (and which,
+//! the gateway's to meet, never reaches the upstream).
 
 mod support;
 
@@ -139,7 +139,7 @@ fn the_lean_server_and_hyper_answer_and_forward_alike() {
     runner
         .run(&head(token), |head| {
             let lean_request = format!("{head}\r\n");
-            let hyper_request = format!("{head}TE: trailers\r\n\r\n");
+            let hyper_request = format!("{head}Expect: 100-continue\r\n\r\n");
             let (lean, lean_saw, hyper, hyper_saw) = rt.block_on(async {
                 let before = gw.upstream_saw().len();
                 let lean = exchange(gw.addr, &lean_request).await;

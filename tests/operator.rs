@@ -59,7 +59,7 @@ fn a_fresh_clone_inspects_the_example_table_without_keys() {
 
     let (code, out, err) = rolegate(&["check", "--skip-keys", "--config", cfg]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("ok (7 routes, 1 issuer; key material not checked (--skip-keys))"), "{out}");
+    assert!(out.contains("ok (8 routes, 1 issuer; key material not checked (--skip-keys))"), "{out}");
     assert!(!out.contains("warning:"), "the example table has no warnings: {out}");
 
     let (code, out, err) = rolegate(&["routes", "--config", cfg]);

@@ -286,9 +286,9 @@ fn head_and_body(text: &str) -> (String, String) {
 }
 
 /// The gateway's own lean server answers plain requests; hyper's server
-/// answers what it leaves (here: the same request with `TE: trailers`, which
-/// the lean server hands over; `TE` is hop-by-hop, so the upstream sees the
-/// same request). Both must put the same bytes on the wire, for every framing
+/// answers what it leaves (here: the same request with `Expect: 100-continue`, which
+/// the lean server hands over; `Expect` is the gateway's to meet, so the
+/// upstream sees the same request). Both must put the same bytes on the wire, for every framing
 /// and status, for GET and HEAD, and for the gateway's own error responses.
 #[tokio::test]
 async fn the_lean_server_writes_responses_byte_for_byte_as_hyper_does() {
@@ -318,7 +318,7 @@ async fn the_lean_server_writes_responses_byte_for_byte_as_hyper_does() {
             let lean = format!(
                 "{method} {path} HTTP/1.1\r\nHost: gw.test\r\nX-Request-Id: same-id\r\nConnection: close\r\n\r\n"
             );
-            let hyper = lean.replace("Connection: close\r\n", "Connection: close\r\nTE: trailers\r\n");
+            let hyper = lean.replace("Connection: close\r\n", "Connection: close\r\nExpect: 100-continue\r\n");
             let (a, b) = (exchange_to_end(gw.addr, &lean).await, exchange_to_end(gw.addr, &hyper).await);
             assert!(a.starts_with("HTTP/1.1 "), "{method} {path}: {a:?}");
             assert!(a.to_ascii_lowercase().contains("\r\ndate: "), "{method} {path}: a date header: {a:?}");
@@ -357,17 +357,21 @@ async fn one_framing_whatever_the_request() {
     }
 }
 
-/// Trailers of a chunked upstream response are read and passed on when the
-/// client's connection is chunked too (the fields its `Trailer` names, as
-/// hyper's server writes them).
+/// Trailers of a chunked upstream response are read and passed on to a
+/// client that accepts them (`TE: trailers`), on a chunked response (the
+/// fields its `Trailer` names, as hyper's server writes them); a client that
+/// did not ask gets none.
 #[tokio::test]
 async fn chunked_trailers_are_decoded_and_passed_on() {
     let up = scripted_upstream().await;
     let gw = gateway(&up).await;
-    let text =
-        exchange_to_end(gw.addr, "GET /docs/trailers HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n").await;
+    let asked = "GET /docs/trailers HTTP/1.1\r\nHost: gw.test\r\nTE: trailers\r\nConnection: close\r\n\r\n";
+    let text = exchange_to_end(gw.addr, asked).await;
     assert!(text.to_ascii_lowercase().contains("\r\ntrailer: grpc-status\r\n"), "{text}");
     assert!(text.ends_with("5\r\nhello\r\n0\r\ngrpc-status: 0\r\n\r\n"), "{text:?}");
+    let unasked = "GET /docs/trailers HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n";
+    let text = exchange_to_end(gw.addr, unasked).await;
+    assert!(text.ends_with("5\r\nhello\r\n0\r\n\r\n"), "no trailers unasked: {text:?}");
     let r = gw.send("GET", "/docs/trailers", None).await;
     assert_eq!((r.status.as_u16(), &r.body[..]), (200, &b"hello"[..]));
     // The connection is reused after a response whose trailer section ended exactly.

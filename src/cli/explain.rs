@@ -75,7 +75,12 @@ pub(super) fn explain(path: &Path, args: &ExplainArgs) -> anyhow::Result<ExitCod
         println!("path:        {p} (normalized)");
     }
     match report.get("route").filter(|r| !r.is_null()) {
-        Some(r) => println!("route:       {} ({}:{})", r["name"], path.display(), r["line"]),
+        Some(r) => {
+            println!("route:       {} ({}:{})", r["name"], path.display(), r["line"]);
+            if let Some(service) = field("grpc_service") {
+                println!("grpc:        service {service} (a gRPC call's refusal is a gRPC status)");
+            }
+        }
         None if report.get("path").is_some() => println!("route:       none"),
         None => {}
     }
@@ -135,6 +140,9 @@ fn explain_report(
         return Ok(deny(&GatewayError::NoRoute, report));
     };
     report["route"] = json!({"name": &*route.name, "line": route.line, "file": path.display().to_string()});
+    if let Some(service) = route.pattern.grpc_service() {
+        report["grpc_service"] = json!(service);
+    }
     report["requirement"] = json!(describe(route));
     let auth = match (&args.token, &args.claims) {
         (Some(token), _) => match auth::verify(token, &snap.issuers, &snap.roles, auth::now_secs()) {

@@ -114,6 +114,18 @@ impl Pattern {
     }
 
     /// The compiled globs (for building glob sets).
+    /// The gRPC service a route's pattern names, when it looks like a gRPC
+    /// route: `/package.Service/Method`, or `/package.Service/*` (any method
+    /// of the service); gRPC calls are POSTs to such paths.
+    pub fn grpc_service(&self) -> Option<&str> {
+        let rest = self.source.strip_prefix('/')?;
+        let (service, method) = rest.split_once('/')?;
+        let name = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let service_ok = service.contains('.') && service.split('.').all(name);
+        let method_ok = name(method) || method == "*" || (method.starts_with('{') && method.ends_with('}'));
+        (service_ok && method_ok).then_some(service)
+    }
+
     pub fn compiled_globs(&self) -> &[Glob] {
         &self.compiled
     }
@@ -474,6 +486,22 @@ mod tests {
                 let rest = &path[lit.len()..];
                 proptest::prop_assert_eq!(t.matches(rest), p.is_match(&Candidate::new(&path)), "{} on {}", source, path);
             }
+        }
+    }
+
+    #[test]
+    fn grpc_routes_are_recognised() {
+        for (source, service) in [
+            ("/orders.v1.Orders/*", Some("orders.v1.Orders")),
+            ("/orders.v1.Orders/GetOrder", Some("orders.v1.Orders")),
+            ("/grpc.health.v1.Health/{method}", Some("grpc.health.v1.Health")),
+            ("/v1/users/*", None),
+            ("/orders/GetOrder", None),
+            ("/a.b/c/d", None),
+            ("/a.b/**", None),
+            ("/docs/index.html", None),
+        ] {
+            assert_eq!(Pattern::parse(source).unwrap().grpc_service(), service, "{source}");
         }
     }
 

@@ -310,7 +310,6 @@ async fn write_response(
         return Ok(keep_alive);
     }
     let mut left = framing;
-    let mut trailers = None;
     let mut body = pin!(body);
     loop {
         // A frame that is there now joins the bytes to write; before waiting
@@ -332,15 +331,11 @@ async fn write_response(
             }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => data,
-                Err(frame) => {
-                    // Trailers go with the last chunk, those the response's
-                    // `Trailer` names (as hyper writes them); a body with a
-                    // length has nowhere to put them.
-                    if let (Ok(t), true) = (frame.into_trailers(), chunked) {
-                        trailers = Some(declared_trailers(&parts.headers, t));
-                    }
-                    continue;
-                }
+                // Trailers: not sent. The lean server takes no request with
+                // `TE`, so its clients have not said they accept them (hyper's
+                // server sends those the response's `Trailer` names to a
+                // client that sent `TE: trailers`).
+                Err(_) => continue,
             },
         };
         if data.is_empty() {
@@ -367,7 +362,7 @@ async fn write_response(
         }
     }
     if chunked {
-        h1::chunked::encode_end(out, trailers.as_ref());
+        h1::chunked::encode_end(out, None);
     }
     if left.is_some_and(|n| n > 0) {
         // Cut short: what came goes out, then the connection closes.
@@ -376,23 +371,6 @@ async fn write_response(
     }
     io.write_all(out).await?;
     Ok(keep_alive)
-}
-
-/// The fields of `trailers` that the response's `Trailer` header names.
-fn declared_trailers(head: &http::HeaderMap, trailers: http::HeaderMap) -> http::HeaderMap {
-    let declared: Vec<&[u8]> = head
-        .get_all(header::TRAILER)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        .collect();
-    let mut out = http::HeaderMap::new();
-    for (name, value) in trailers.iter() {
-        if declared.iter().any(|d| d.eq_ignore_ascii_case(name.as_str().as_bytes())) {
-            out.append(name.clone(), value.clone());
-        }
-    }
-    out
 }
 
 /// A connection handed to hyper: the bytes already read come first.

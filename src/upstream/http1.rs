@@ -125,17 +125,19 @@ fn idempotent(method: &Method) -> bool {
 /// Sends a request (head, then its body if any) and reads the response head,
 /// all before `deadline` (else [`UpstreamError::Timeout`]).
 pub(super) async fn exchange(
-    up: &Arc<Upstream>,
-    worker: usize,
-    target: &str,
+    call: &super::Call<'_>,
     req: Request<RequestBody>,
-    upgrade: bool,
-    deadline: Instant,
     metrics: &Metrics,
 ) -> Result<Response<UpstreamBody>, UpstreamError> {
+    let super::Call { up, worker, target, upgrade, trailers, deadline } = *call;
     let failed = |what: &str| UpstreamError::Failed(up.name.clone(), what.to_owned());
     let timed_out = || UpstreamError::Timeout(up.name.clone());
     let (mut parts, body) = req.into_parts();
+    if trailers {
+        // This hop accepts trailers too (and passes them on).
+        parts.headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+        parts.headers.append(http::header::CONNECTION, http::HeaderValue::from_static("te"));
+    }
     let body_framing = framing::request(&mut parts.headers, body.is_end_stream(), body.size_hint().exact());
     let mut body = (body_framing != Framing::Empty).then_some(body);
     let head_request = parts.method == Method::HEAD;

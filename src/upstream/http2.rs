@@ -123,13 +123,10 @@ fn not_processed(e: &hyper::Error) -> bool {
 /// `trailers`: the client accepts trailers (`te: trailers` is passed on, the
 /// one `TE` value HTTP/2 allows).
 pub(super) async fn exchange(
-    up: &Arc<Upstream>,
-    worker: usize,
-    target: &str,
+    call: &super::Call<'_>,
     req: Request<RequestBody>,
-    trailers: bool,
-    deadline: Instant,
 ) -> Result<Response<UpstreamBody>, UpstreamError> {
+    let super::Call { up, worker, target, trailers, deadline, .. } = *call;
     let failed = |what: String| UpstreamError::Failed(up.name.clone(), what);
     let (mut parts, mut body) = req.into_parts();
     // `:authority` from the client's Host (the upstream's own name when it is

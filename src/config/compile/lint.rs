@@ -1,4 +1,7 @@
-//! Warnings, never errors: routes that are never reached, protected routes a public route takes requests of, routes with no requirement, unusual methods, and claims decisions read that the access log would not record.
+//! Warnings, never errors: routes that are never reached, protected routes a
+//! public route takes requests of, routes with no requirement, unusual
+//! methods, gRPC routes that do not allow POST, and claims decisions read that
+//! the access log would not record.
 
 use foldhash::HashMap as FastMap;
 
@@ -151,6 +154,17 @@ pub(super) fn lint_routes(c: &mut Compiler<'_>, routes: &[Route]) {
         for m in b.methods.iter().flatten() {
             if !KNOWN_METHODS.contains(&m.as_str()) {
                 c.warnings.push(format!("{file}:{}: route {:?}: unusual method {m}", b.line, &*b.name));
+            }
+        }
+        // A gRPC route needs no `methods` (every call is a POST); one that lists
+        // methods without POST admits no call at all.
+        if let (Some(service), Some(methods)) = (b.pattern.grpc_service(), &b.methods) {
+            if !methods.contains(&http::Method::POST) {
+                c.warnings.push(format!(
+                    "{file}:{}: route {:?} looks like a gRPC route (service {service}) but does not allow POST, \
+                     the method of every gRPC call: leave `methods` out",
+                    b.line, &*b.name
+                ));
             }
         }
         index.add(i, b);
