@@ -385,3 +385,60 @@ async fn an_oversized_header_list_is_refused() {
     let req = Request::get("http://gw.test/docs/x").header("x-big", "10").body(Frames::new(&[], None)).unwrap();
     assert_eq!(client.send_request(req).await.unwrap().status(), 200);
 }
+
+/// `https://` upstreams: `auto` (the default) takes HTTP/2 when ALPN offers
+/// it and HTTP/1.1 otherwise; `h2` refuses an upstream that will not speak it.
+#[tokio::test]
+async fn https_upstreams_pick_their_protocol_by_alpn() {
+    let pki = test_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let admin = rs256(&claims(json!({"ts_roles": ["admin"]})));
+    for (offered, protocol, want) in [
+        (vec![&b"h2"[..], b"http/1.1"], None, Some("HTTP/2.0")),
+        (vec![&b"http/1.1"[..]], None, Some("HTTP/1.1")),
+        (vec![], None, Some("HTTP/1.1")),
+        (vec![&b"h2"[..], b"http/1.1"], Some("http1"), Some("HTTP/1.1")),
+        (vec![&b"h2"[..]], Some("h2"), Some("HTTP/2.0")),
+        (vec![&b"http/1.1"[..]], Some("h2"), None),
+    ] {
+        let acceptor = tls_acceptor_alpn(&pki.cert_pem, &pki.key_pem, &offered);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { return };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let svc = hyper::service::service_fn(answer_version);
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        let proto = protocol.map(|p| format!("\nprotocol = \"{p}\"")).unwrap_or_default();
+        let table = STANDARD_ROUTES.replace(
+            "url = \"http://{upstream}\"",
+            &format!("url = \"https://127.0.0.1:{port}\"\nca_file = \"{}\"{proto}", ca.display()),
+        );
+        let gw = TestGateway::with_routes(&table).await;
+        for _ in 0..2 {
+            let r = gw.send("GET", "/admin/v", Some(&admin)).await;
+            match want {
+                Some(v) => {
+                    assert_eq!((r.status.as_u16(), r.header("x-version")), (200, Some(v)), "{offered:?} {protocol:?}")
+                }
+                None => assert_eq!(r.status, 502, "{offered:?} {protocol:?}"),
+            }
+        }
+    }
+}
+
+async fn answer_version(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut r = Response::new(Full::new(Bytes::from_static(b"ok")));
+    r.headers_mut().insert("x-version", HeaderValue::from_str(&format!("{:?}", req.version())).unwrap());
+    Ok(r)
+}

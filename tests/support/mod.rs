@@ -421,6 +421,11 @@ pub fn test_pki() -> TestPki {
 
 /// A rustls acceptor for a server certificate in PEM.
 pub fn tls_acceptor(cert_pem: &str, key_pem: &str) -> tokio_rustls::TlsAcceptor {
+    tls_acceptor_alpn(cert_pem, key_pem, &[])
+}
+
+/// [`tls_acceptor`] offering these ALPN protocols.
+pub fn tls_acceptor_alpn(cert_pem: &str, key_pem: &str, alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let chain: Vec<CertificateDer<'static>> =
@@ -432,6 +437,8 @@ pub fn tls_acceptor(cert_pem: &str, key_pem: &str) -> tokio_rustls::TlsAcceptor 
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .unwrap();
+    let mut config = config;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
