@@ -7,6 +7,7 @@
 #   bench/instructions.sh            # N = 2000
 #   N=5000 bench/instructions.sh
 #   HEADERS=1 bench/instructions.sh  # with the example table's identity headers
+#   LOG=1 bench/instructions.sh      # with the access log on (JSON, as `run` writes it)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -29,7 +30,7 @@ fi
 export ROLEGATE_INSN_KEYS=$keys
 count() { # mode requests -> total instructions
   local out; out=$(mktemp)
-  ROLEGATE_INSN_MODE=$1 ROLEGATE_INSN_REQUESTS=$2 ROLEGATE_INSN_HEADERS=${HEADERS:-0} \
+  ROLEGATE_INSN_MODE=$1 ROLEGATE_INSN_REQUESTS=$2 ROLEGATE_INSN_HEADERS=${HEADERS:-0} ROLEGATE_INSN_LOG=${LOG:-0} \
     valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" >/dev/null 2>&1
   awk '/^summary:/ {print $2}' "$out"; rm -f "$out"
 }

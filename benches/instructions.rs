@@ -102,6 +102,9 @@ fn main() {
     let n: usize = std::env::var("ROLEGATE_INSN_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
     let mode = std::env::var("ROLEGATE_INSN_MODE").unwrap_or_else(|_| "proxy".into());
     let identity_headers = std::env::var("ROLEGATE_INSN_HEADERS").is_ok_and(|v| v == "1");
+    // The access log as `run` writes it (JSON, to stderr): `ROLEGATE_INSN_LOG=1`.
+    let _log =
+        std::env::var("ROLEGATE_INSN_LOG").is_ok_and(|v| v == "1").then(|| rolegate::logging::init(Some("json")));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async move {
         let up = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -143,7 +143,7 @@ pub fn main() -> ExitCode {
         }
     }
     // Held until `main` returns: dropping it writes out the lines still queued.
-    let _log_writer = init_tracing(cli.log_format.as_deref());
+    let _log_writer = crate::logging::init(cli.log_format.as_deref());
     let result = match command {
         Command::Run(args) => run::run(&cli.config, &args),
         Command::Check { strict, skip_keys, openapi: None, .. } => return check::check(&cli.config, strict, skip_keys),
@@ -188,32 +188,6 @@ const SKIP_KEYS: config::LoadOptions = config::LoadOptions { skip_keys: true, li
 /// `1 route`, `2 routes`.
 fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
-}
-
-/// Logs go to stderr through a queue and a writer thread that writes them
-/// in batches: a request thread formats its access-log line and moves on,
-/// instead of making a `write` syscall per line (with the access log on:
-/// 31–32 → 15 µs of CPU per request, README "Performance"). Never lossy: when
-/// the queue is full, loggers wait.
-fn init_tracing(format: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = match format {
-        Some(f) => f == "json",
-        None => !std::io::stderr().is_terminal(),
-    };
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        // The queue's slots are allocated up front: the default (128,000
-        // lines) cost ~3 MiB of idle RSS; 8,192 lines are milliseconds of
-        // full load.
-        .buffered_lines_limit(8192)
-        .thread_name("rolegate-log")
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
-    let _ = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
-    guard
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -159,25 +159,23 @@ impl Gateway {
         self.metrics.record_request(labels, elapsed, elapsed.saturating_sub(ctx.upstream_wait));
         if ctx.log {
             // One line per request; never the token (only `sub` and `iss` from it).
-            tracing::info!(
-                target: "rolegate::access",
-                request_id = request_id.to_str().unwrap_or(""),
-                method = %method,
-                host = ctx.host.as_deref(),
-                path = ctx.path.as_deref().unwrap_or("-"),
-                route = ctx.route.as_deref().unwrap_or("-"),
+            crate::logging::access(&crate::logging::Access {
+                request_id: request_id.to_str().unwrap_or(""),
+                method: method.as_str(),
+                host: ctx.host.as_deref(),
+                path: ctx.path.as_deref().unwrap_or("-"),
+                route: ctx.route.as_deref().unwrap_or("-"),
                 decision,
-                reason = ctx.reason.as_deref().unwrap_or("-"),
-                status = resp.status().as_u16(),
-                subject = ctx.subject.as_deref().unwrap_or("-"),
-                issuer = ctx.issuer.as_deref().unwrap_or("-"),
-                claims = ctx.claims.as_deref(),
-                client = %conn.addr.ip(),
-                upstream = ctx.upstream.as_deref().unwrap_or("-"),
-                response_bytes = hyper::body::Body::size_hint(resp.body()).exact(),
-                duration_us = elapsed.as_micros() as u64,
-                "access"
-            );
+                reason: ctx.reason.as_deref().unwrap_or("-"),
+                status: resp.status().as_u16(),
+                subject: ctx.subject.as_deref().unwrap_or("-"),
+                issuer: ctx.issuer.as_deref().unwrap_or("-"),
+                claims: ctx.claims.as_deref(),
+                client: conn.addr.ip(),
+                upstream: ctx.upstream.as_deref().unwrap_or("-"),
+                response_bytes: hyper::body::Body::size_hint(resp.body()).exact(),
+                duration_us: elapsed.as_micros() as u64,
+            });
         }
         resp
     }

@@ -35,8 +35,8 @@
 //! 4. connections and exchanges: `upstream` (pools, rolegate's own HTTP/1.1
 //!    client; one place picks the exchange for an upstream);
 //! 5. wire codecs, message types and plain helpers: `h1` (every HTTP/1.1
-//!    framing rule, written once), `body` (a request's body), `metrics`,
-//!    `tls`, `sock`, `pace`, `keygen`, `echo`.
+//!    framing rule, written once), `body` (a request's body), `logging`,
+//!    `metrics`, `tls`, `sock`, `pace`, `keygen`, `echo`.
 
 pub mod cli;
 pub mod demo;
@@ -61,6 +61,7 @@ pub mod upstream;
 
 pub mod h1;
 pub mod body;
+pub mod logging;
 pub mod metrics;
 pub mod tls;
 mod sock;

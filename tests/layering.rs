@@ -33,6 +33,7 @@ const ORDER: &[&str] = &[
     // wire codecs, message types and plain helpers
     "h1",
     "body",
+    "logging",
     "metrics",
     "tls",
     "sock",
