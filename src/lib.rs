@@ -27,9 +27,11 @@
 //!    `admin`, `openapi` (import and coverage), `mint`, `reload` (watching and
 //!    swapping the table), `config` (routes.toml → Snapshot; nothing on the
 //!    request path uses it);
-//! 2. serving: `server` (listeners, the lean HTTP/1.1 server, hyper's for the
-//!    rest), `gateway` (the pipeline above), `error` (refusals → responses),
-//!    `snapshot` (the compiled world a request sees);
+//! 2. serving: `authz` (the decision API: checks from a proxy in front, on
+//!    a listener of its own, decided by the gateway's stages), `server`
+//!    (listeners, the lean HTTP/1.1 server, hyper's for the rest), `gateway`
+//!    (the pipeline above), `error` (refusals → responses), `snapshot` (the
+//!    compiled world a request sees);
 //! 3. the stages of a request: `headers` (what reaches the upstream),
 //!    `decide`, `routes`, `auth`, `normalize`;
 //! 4. connections and exchanges: `upstream` (pools, rolegate's own HTTP/1.1
@@ -46,6 +48,7 @@ pub mod mint;
 pub mod reload;
 pub mod config;
 
+pub mod authz;
 pub mod server;
 pub mod gateway;
 pub mod error;
