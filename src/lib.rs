@@ -9,6 +9,10 @@
 //! per connection: server::serve → server/lean.rs (plain HTTP/1.1 requests without a body)
 //!                 or hyper's server (everything else) → one Gateway::handle per request
 //!
+//! decision API:   authz::Authz::check (on `[authz] listen`): a proxy's check → the original
+//!                 method, URI and host in its dialect → Gateway::authorize → 200 with the
+//!                 identity headers, or the refusal → Gateway::finish; nothing is forwarded
+//!
 //! per request (gateway::Gateway::handle, one snapshot for the whole request):
 //!   normalize::normalize_request   request target → Target        400 on ambiguity
 //!   auth::extract                  headers → bearer token          400 on two Authorization headers

@@ -37,7 +37,9 @@ const STARTUP_KEY_WARNING: Duration = Duration::from_secs(10);
 /// applied, and again on every reload); the gateway's listener is bound and
 /// serves at once (`listening on ADDR`); the admin listener is bound and
 /// answers at once (`admin listening on ADDR`: `/healthz` 200, `/readyz` 503
-/// until every issuer with remote keys has some); remote key sets are fetched
+/// until every issuer with remote keys has some); the decision API's listener
+/// (`[authz] listen`) is bound and served by worker threads of its own
+/// (`authz listening on ADDR`); remote key sets are fetched
 /// in the background. Nothing waits for the keys: until an issuer's first
 /// fetch succeeds, its tokens are refused.
 pub(super) fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
