@@ -501,3 +501,21 @@ async fn run_serves_the_decision_api_and_stops_on_sigterm() {
     wait_for_line(&lines, |l| l.contains("authz: all connections closed"));
     assert!(proc.exit_status().await.success());
 }
+
+/// The README's ready-to-paste configurations are the files of
+/// `deploy/authz/` (the nginx and Caddy ones run by `tests/authz_proxies.rs`).
+#[test]
+fn the_readme_shows_the_snippets_of_deploy_authz() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let files = ["nginx.conf", "Caddyfile", "traefik.yml", "envoy.yaml", "ingress-nginx.yaml"];
+    for file in files {
+        let text = std::fs::read_to_string(root.join("deploy/authz").join(file)).unwrap();
+        assert!(
+            readme.contains(&format!("\n{}\n```\n", text.trim_end())),
+            "README does not show deploy/authz/{file} as it is"
+        );
+    }
+    let listed = std::fs::read_dir(root.join("deploy/authz")).unwrap().count();
+    assert_eq!(listed, files.len(), "every file of deploy/authz is in the README");
+}

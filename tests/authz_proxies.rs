@@ -302,3 +302,15 @@ async fn caddy_strips_the_whole_identity_namespace() {
     let up = s.upstream_took().pop().unwrap();
     assert_eq!((up.header("x-auth-user"), up.header("x-auth-admin")), (None, None));
 }
+
+/// Without the program: skipped (with a line saying so) on a developer's
+/// machine, a failure naming `.ci/run` under CI.
+#[test]
+fn a_missing_proxy_is_skipped_here_and_fails_under_ci() {
+    use support::authz::find_program;
+    assert_eq!(find_program("rolegate-test-no-such-proxy", false), None);
+    let failed = std::panic::catch_unwind(|| find_program("rolegate-test-no-such-proxy", true)).unwrap_err();
+    let message = failed.downcast_ref::<String>().unwrap();
+    assert!(message.contains(".ci/run should have installed it"), "{message}");
+    assert!(find_program("sh", true).is_some());
+}

@@ -107,6 +107,11 @@ impl Front {
 /// not there: under `CI`, a failure (`.ci/run` installs it); elsewhere a
 /// `SKIPPED` line and `None`.
 pub fn installed(program: &str) -> Option<PathBuf> {
+    find_program(program, std::env::var_os("CI").is_some())
+}
+
+/// [`installed`], with whether this is CI given.
+pub fn find_program(program: &str, ci: bool) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs = std::env::split_paths(&path).chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
     for dir in dirs {
@@ -115,7 +120,7 @@ pub fn installed(program: &str) -> Option<PathBuf> {
             return Some(candidate);
         }
     }
-    if std::env::var_os("CI").is_some() {
+    if ci {
         panic!("{program} is not installed: bash .ci/run should have installed it (apt-get install -y nginx caddy)");
     }
     println!("SKIPPED: {program} not installed (bash .ci/run installs it)");
