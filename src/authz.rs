@@ -47,7 +47,7 @@ use crate::headers::{self, ClientConn};
 use crate::metrics::ReasonLabels;
 use crate::normalize::RequestError;
 use crate::server::ServeOptions;
-use crate::snapshot::AuthzSettings;
+use crate::snapshot::{AuthzSettings, Dialect};
 
 mod dialect;
 
@@ -110,7 +110,7 @@ impl Authz {
         if let Some(host) = original.host {
             req_headers.insert(HOST, host);
         }
-        let mut ctx = RequestCtx::for_check(original.dialect);
+        let mut ctx = RequestCtx::for_check(original.dialect.name());
         let request = RequestParts {
             method: &original.method,
             uri: &original.uri,
@@ -125,8 +125,8 @@ impl Authz {
         let resp = self.gateway.finish(result, &mut ctx, &original.method, conn, &request_id, started);
         match original.dialect {
             // Caddy, Traefik and Envoy hand a refusal's body to the client themselves.
-            "forwarded" | "envoy" => resp,
-            _ => with_error_header(resp).await,
+            Dialect::Forwarded | Dialect::Envoy => resp,
+            Dialect::Auto | Dialect::Nginx => with_error_header(resp).await,
         }
     }
 }
@@ -155,7 +155,7 @@ fn allow(
     plan: &headers::ForwardPlan,
     authorized: &Authorized<'_>,
     request_id: &HeaderValue,
-    dialect: &str,
+    dialect: Dialect,
 ) -> Response<Body> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
     *resp.status_mut() = StatusCode::OK;
@@ -163,7 +163,7 @@ fn allow(
     if let Some(identity) = authorized.permit.identity() {
         headers::identity_headers(plan, identity, h);
     }
-    if dialect == "envoy" {
+    if dialect == Dialect::Envoy {
         let unset: Vec<&str> =
             plan.identity.iter().map(|(name, _)| name.as_str()).filter(|name| !h.contains_key(*name)).collect();
         if let Ok(v) = HeaderValue::from_str(&unset.join(",")) {

@@ -62,6 +62,18 @@ pub enum Dialect {
     Envoy,
 }
 
+impl Dialect {
+    /// As written in routes.toml, and in the access log's `authz` field.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Auto => "auto",
+            Dialect::Nginx => "nginx",
+            Dialect::Forwarded => "forwarded",
+            Dialect::Envoy => "envoy",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Snapshot {
     /// 1 for the first load, +1 per successful reload.

@@ -31,8 +31,8 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 /// The request a check asks about.
 #[derive(Debug)]
 pub(crate) struct Original {
-    /// `nginx`, `forwarded` or `envoy`: the headers it was read from.
-    pub dialect: &'static str,
+    /// Nginx, Forwarded or Envoy (never Auto): the headers it was read from.
+    pub dialect: Dialect,
     pub method: Method,
     /// Origin-form path and query, as the proxy sent it (not yet normalized).
     pub uri: Uri,
@@ -130,17 +130,17 @@ pub(crate) fn read(
         Dialect::Nginx | Dialect::Forwarded => None,
     };
     let dialect = match (settings.dialect, envoy) {
-        (_, Some(_)) => "envoy",
+        (_, Some(_)) => Dialect::Envoy,
         (Dialect::Envoy, None) => return Err(RequestError::MissingOriginal),
-        (Dialect::Nginx, None) => "nginx",
-        (Dialect::Forwarded, None) => "forwarded",
-        (Dialect::Auto, None) if x_original_uri.is_some() || url.is_some() => "nginx",
-        (Dialect::Auto, None) if x_forwarded_uri.is_some() => "forwarded",
+        (Dialect::Nginx, None) => Dialect::Nginx,
+        (Dialect::Forwarded, None) => Dialect::Forwarded,
+        (Dialect::Auto, None) if x_original_uri.is_some() || url.is_some() => Dialect::Nginx,
+        (Dialect::Auto, None) if x_forwarded_uri.is_some() => Dialect::Forwarded,
         (Dialect::Auto, None) => return Err(RequestError::MissingOriginal),
     };
     let own_host = match dialect {
-        "envoy" => one(headers, &HOST)?.map(HeaderValue::as_bytes),
-        _ => None,
+        Dialect::Envoy => one(headers, &HOST)?.map(HeaderValue::as_bytes),
+        Dialect::Auto | Dialect::Nginx | Dialect::Forwarded => None,
     };
 
     // Every header that names the original method, URI or host must name the
@@ -169,12 +169,14 @@ pub(crate) fn read(
     // The dialect's own headers must be there (a client's copy of another
     // dialect's cannot stand in for them).
     let (method_value, uri_value) = match dialect {
-        "nginx" => (
+        Dialect::Nginx => (
             x_original_method.map(HeaderValue::as_bytes),
             x_original_uri.map(HeaderValue::as_bytes).or(url.map(|(t, _)| t)),
         ),
-        "forwarded" => (x_forwarded_method.map(HeaderValue::as_bytes), x_forwarded_uri.map(HeaderValue::as_bytes)),
-        _ => (method_value, uri_value),
+        Dialect::Forwarded => {
+            (x_forwarded_method.map(HeaderValue::as_bytes), x_forwarded_uri.map(HeaderValue::as_bytes))
+        }
+        Dialect::Auto | Dialect::Envoy => (method_value, uri_value),
     };
     let (Some(method_value), Some(uri_value)) = (method_value, uri_value) else {
         return Err(RequestError::MissingOriginal);
@@ -182,8 +184,8 @@ pub(crate) fn read(
     let method = Method::from_bytes(method_value).map_err(|_| RequestError::BadOriginal)?;
     let uri = origin_form(uri_value)?;
     let host = match dialect {
-        "envoy" => None,
-        _ => match (url, x_forwarded_host) {
+        Dialect::Envoy => None,
+        Dialect::Auto | Dialect::Nginx | Dialect::Forwarded => match (url, x_forwarded_host) {
             (Some((_, authority)), _) => Some(authority),
             (None, Some(h)) => Some(h.as_bytes()),
             (None, None) => None,
@@ -221,7 +223,12 @@ mod tests {
     }
 
     fn summary(o: &Original) -> (&'static str, String, String, Option<String>) {
-        (o.dialect, o.method.to_string(), o.uri.to_string(), o.host.as_ref().map(|h| h.to_str().unwrap().to_owned()))
+        (
+            o.dialect.name(),
+            o.method.to_string(),
+            o.uri.to_string(),
+            o.host.as_ref().map(|h| h.to_str().unwrap().to_owned()),
+        )
     }
 
     fn ok(
