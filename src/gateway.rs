@@ -54,11 +54,19 @@ pub(crate) struct RequestCtx {
     upstream_wait: Duration,
     /// The request is a gRPC call: refusals are gRPC statuses.
     pub grpc: bool,
+    /// A decision-API check, in this dialect: decided, never forwarded.
+    check: Option<&'static str>,
 }
 
 impl RequestCtx {
     pub(crate) fn new() -> RequestCtx {
         RequestCtx { log: tracing::enabled!(target: "rolegate::access", tracing::Level::INFO), ..RequestCtx::default() }
+    }
+
+    /// The context of a decision-API check read in `dialect` (its access-log
+    /// line says so, and names no upstream: nothing is forwarded).
+    pub(crate) fn for_check(dialect: &'static str) -> RequestCtx {
+        RequestCtx { check: Some(dialect), ..RequestCtx::new() }
     }
 }
 
@@ -172,7 +180,8 @@ impl Gateway {
                 issuer: ctx.issuer.as_deref().unwrap_or("-"),
                 claims: ctx.claims.as_deref(),
                 client: conn.addr.ip(),
-                upstream: ctx.upstream.as_deref().unwrap_or("-"),
+                upstream: if ctx.check.is_some() { "-" } else { ctx.upstream.as_deref().unwrap_or("-") },
+                authz: ctx.check,
                 response_bytes: hyper::body::Body::size_hint(resp.body()).exact(),
                 duration_us: elapsed.as_micros() as u64,
             });

@@ -422,39 +422,47 @@ pub fn upstream_request(
     }
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     if let Some(id) = identity {
-        if plan.identity.is_empty() {
-            return trailers;
-        }
-        // Made once per identity; used only when made from this same plan
-        // (the token cache belongs to one snapshot, so it always is: checked
-        // anyway, as it costs a few comparisons).
-        let make = || -> Box<[ForwardedHeader]> {
-            plan.identity
-                .iter()
-                .map(|(name, source)| ForwardedHeader {
-                    name: name.clone(),
-                    source: source.clone(),
-                    value: id.header_value(source),
-                })
-                .collect()
-        };
-        let made = id.forwarded.get_or_init(make);
-        let same_plan = made.len() == plan.identity.len()
-            && made.iter().zip(&plan.identity).all(|(m, (name, source))| m.name == name && m.source == *source);
-        let fresh;
-        let values = if same_plan {
-            made
-        } else {
-            fresh = make();
-            &fresh
-        };
-        for m in values.iter() {
-            if let Some(v) = &m.value {
-                headers.insert(m.name.clone(), v.clone());
-            }
-        }
+        identity_headers(plan, id, headers);
     }
     trailers
+}
+
+/// Sets the `[forward] headers` of `identity` in `out` (a header whose source
+/// is empty for this caller is not set): the upstream's identity headers, and
+/// the same values in a decision-API answer for the proxy in front to copy.
+/// The values are made once per identity ([`Identity::forwarded`]).
+pub fn identity_headers(plan: &ForwardPlan, identity: &Identity, out: &mut HeaderMap) {
+    if plan.identity.is_empty() {
+        return;
+    }
+    // Made once per identity; used only when made from this same plan
+    // (the token cache belongs to one snapshot, so it always is: checked
+    // anyway, as it costs a few comparisons).
+    let make = || -> Box<[ForwardedHeader]> {
+        plan.identity
+            .iter()
+            .map(|(name, source)| ForwardedHeader {
+                name: name.clone(),
+                source: source.clone(),
+                value: identity.header_value(source),
+            })
+            .collect()
+    };
+    let made = identity.forwarded.get_or_init(make);
+    let same_plan = made.len() == plan.identity.len()
+        && made.iter().zip(&plan.identity).all(|(m, (name, source))| m.name == name && m.source == *source);
+    let fresh;
+    let values = if same_plan {
+        made
+    } else {
+        fresh = make();
+        &fresh
+    };
+    for m in values.iter() {
+        if let Some(v) = &m.value {
+            out.insert(m.name.clone(), v.clone());
+        }
+    }
 }
 
 /// `X-Forwarded-Uri`, `X-Forwarded-Path`, `X-Forwarded-Prefix`, `X-Real-IP`,

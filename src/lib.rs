@@ -9,6 +9,10 @@
 //! per connection: server::serve → server/lean.rs (plain HTTP/1.1 requests without a body)
 //!                 or hyper's server (everything else) → one Gateway::handle per request
 //!
+//! decision API:   authz::Authz::check (on `[authz] listen`): a proxy's check → the original
+//!                 method, URI and host in its dialect → Gateway::authorize → 200 with the
+//!                 identity headers, or the refusal → Gateway::finish; nothing is forwarded
+//!
 //! per request (gateway::Gateway::handle, one snapshot for the whole request):
 //!   normalize::normalize_request   request target → Target        400 on ambiguity
 //!   auth::extract                  headers → bearer token          400 on two Authorization headers
@@ -27,9 +31,11 @@
 //!    `admin`, `openapi` (import and coverage), `mint`, `reload` (watching and
 //!    swapping the table), `config` (routes.toml → Snapshot; nothing on the
 //!    request path uses it);
-//! 2. serving: `server` (listeners, the lean HTTP/1.1 server, hyper's for the
-//!    rest), `gateway` (the pipeline above), `error` (refusals → responses),
-//!    `snapshot` (the compiled world a request sees);
+//! 2. serving: `authz` (the decision API: checks from a proxy in front, on
+//!    a listener of its own, decided by the gateway's stages), `server`
+//!    (listeners, the lean HTTP/1.1 server, hyper's for the rest), `gateway`
+//!    (the pipeline above), `error` (refusals → responses), `snapshot` (the
+//!    compiled world a request sees);
 //! 3. the stages of a request: `headers` (what reaches the upstream),
 //!    `decide`, `routes`, `auth`, `normalize`;
 //! 4. connections and exchanges: `upstream` (pools, rolegate's own HTTP/1.1
@@ -46,6 +52,7 @@ pub mod mint;
 pub mod reload;
 pub mod config;
 
+pub mod authz;
 pub mod server;
 pub mod gateway;
 pub mod error;

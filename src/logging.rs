@@ -71,6 +71,8 @@ pub struct Access<'a> {
     pub claims: Option<&'a str>,
     pub client: IpAddr,
     pub upstream: &'a str,
+    /// A decision-API check: the dialect it was read in.
+    pub authz: Option<&'a str>,
     pub response_bytes: Option<u64>,
     pub duration_us: u64,
 }
@@ -94,6 +96,7 @@ pub fn access(line: &Access<'_>) {
             claims = line.claims,
             client = %line.client,
             upstream = line.upstream,
+            authz = line.authz,
             response_bytes = line.response_bytes,
             duration_us = line.duration_us,
             "access"
@@ -148,6 +151,9 @@ pub fn json_line(out: &mut Vec<u8>, line: &Access<'_>, now: SystemTime) {
     };
     text(out, "client", std::str::from_utf8(&ip[..ip_len]).unwrap_or("-"));
     text(out, "upstream", line.upstream);
+    if let Some(authz) = line.authz {
+        text(out, "authz", authz);
+    }
     if let Some(n) = line.response_bytes {
         number(out, "response_bytes", n);
     }
@@ -287,6 +293,7 @@ mod tests {
             claims: Some("{\"tid\":\"acme\",\"ts_roles\":[\"reader\"]}"),
             client: "127.0.0.1".parse().unwrap(),
             upstream: "default",
+            authz: None,
             response_bytes: Some(23),
             duration_us: 412,
         };
@@ -298,6 +305,7 @@ mod tests {
             claims: None,
             client: "::1".parse().unwrap(),
             response_bytes: None,
+            authz: Some("nginx"),
             status: 403,
             ..full
         };
@@ -322,6 +330,7 @@ mod tests {
                     claims = line.claims,
                     client = %line.client,
                     upstream = line.upstream,
+                    authz = line.authz,
                     response_bytes = line.response_bytes,
                     duration_us = line.duration_us,
                     "access"

@@ -67,6 +67,9 @@ pub struct Metrics {
     /// Remote key set fetches by issuer and result (ok, error).
     pub jwks_fetches: Family<FetchLabels, Counter>,
     pub open_connections: Gauge,
+    /// Decision-API checks refused before any stage ran, by reason
+    /// (untrusted_peer, missing_original, conflicting_original, bad_original).
+    pub authz_refused: Family<ReasonLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -119,6 +122,7 @@ impl Metrics {
         let reloads = Family::<ResultLabels, Counter>::default();
         let jwks_fetches = Family::<FetchLabels, Counter>::default();
         let open_connections = Gauge::default();
+        let authz_refused = Family::<ReasonLabels, Counter>::default();
         registry.register("requests", "Requests by route, decision and status", requests.clone());
         registry.register("request_duration_seconds", "Time to the response head, by route", request_duration.clone());
         registry.register(
@@ -131,6 +135,11 @@ impl Metrics {
         registry.register("reloads", "Route table reloads by result", reloads.clone());
         registry.register("jwks_fetches", "Remote key set fetches by issuer and result", jwks_fetches.clone());
         registry.register("open_connections", "Client connections open now", open_connections.clone());
+        registry.register(
+            "authz_refused",
+            "Decision API checks refused for who sent them or how they name the original request, by reason",
+            authz_refused.clone(),
+        );
         // Made at once (at 0), and kept: the upstream exchange counts into them directly.
         let unsolicited_bytes = upstream_errors.get_or_create(&ReasonLabels { reason: "unsolicited_bytes" }).clone();
         let bytes_after_response =
@@ -149,6 +158,7 @@ impl Metrics {
             reloads,
             jwks_fetches,
             open_connections,
+            authz_refused,
         }
     }
 

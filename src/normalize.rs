@@ -68,6 +68,15 @@ pub enum RequestError {
     DoubleEncoded,
     UnderscoreHeader,
     ConnectMethod,
+    /// A decision-API check from a peer outside `[authz] trusted_peers`.
+    UntrustedPeer,
+    /// A decision-API check without the original method or URI.
+    MissingOriginal,
+    /// A decision-API check whose headers name two different original
+    /// methods, URIs or hosts (a client's copy of another proxy's header).
+    ConflictingOriginal,
+    /// A decision-API check whose original method, URI or host is malformed.
+    BadOriginal,
 }
 
 impl RequestError {
@@ -91,6 +100,10 @@ impl RequestError {
             RequestError::DoubleEncoded => "double_encoded",
             RequestError::UnderscoreHeader => "underscore_header",
             RequestError::ConnectMethod => "connect_method",
+            RequestError::UntrustedPeer => "untrusted_peer",
+            RequestError::MissingOriginal => "missing_original",
+            RequestError::ConflictingOriginal => "conflicting_original",
+            RequestError::BadOriginal => "bad_original",
         }
     }
 }
@@ -117,6 +130,12 @@ impl fmt::Display for RequestError {
             }
             RequestError::UnderscoreHeader => "a header name contains an underscore",
             RequestError::ConnectMethod => "CONNECT requests are not proxied",
+            RequestError::UntrustedPeer => "the check does not come from a trusted peer ([authz] trusted_peers)",
+            RequestError::MissingOriginal => "the check does not name the original method and URI",
+            RequestError::ConflictingOriginal => {
+                "the check's headers name two different original methods, URIs or hosts"
+            }
+            RequestError::BadOriginal => "the check's original method, URI or host is malformed",
         })
     }
 }

@@ -135,6 +135,9 @@ impl Reloader {
                 if next.server != current.server {
                     tracing::warn!("[server] changed; listeners and server settings apply only after a restart");
                 }
+                if next.authz != current.authz {
+                    tracing::warn!("[authz] changed; the decision API's settings apply only after a restart");
+                }
                 for w in &next.warnings {
                     tracing::warn!("{w}");
                 }

@@ -43,6 +43,43 @@ pub struct ServerSettings {
     pub h2_max_resets: u32,
 }
 
+/// `[authz]`, compiled: the decision API. Read at start; a reload that
+/// changes it only warns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthzSettings {
+    pub listen: SocketAddr,
+    /// Peers whose checks are believed (default: loopback).
+    pub trusted_peers: Vec<IpNet>,
+    /// The path an Envoy `ext_authz` check starts with, without a trailing `/`.
+    pub envoy_path_prefix: Box<str>,
+    pub dialect: Dialect,
+}
+
+/// Which proxy's headers name the original request of a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Envoy's when the path starts with the prefix; else by the headers present.
+    Auto,
+    /// `X-Original-Method`, `X-Original-URI` / `X-Original-URL` (nginx, ingress-nginx).
+    Nginx,
+    /// `X-Forwarded-Method`, `X-Forwarded-Uri`, `X-Forwarded-Host` (Caddy, Traefik).
+    Forwarded,
+    /// The check's own method and path after the prefix (Envoy `ext_authz`).
+    Envoy,
+}
+
+impl Dialect {
+    /// As written in routes.toml, and in the access log's `authz` field.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Auto => "auto",
+            Dialect::Nginx => "nginx",
+            Dialect::Forwarded => "forwarded",
+            Dialect::Envoy => "envoy",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Snapshot {
     /// 1 for the first load, +1 per successful reload.
@@ -50,6 +87,8 @@ pub struct Snapshot {
     pub loaded_at: SystemTime,
     pub source: PathBuf,
     pub server: ServerSettings,
+    /// `[authz]`, when the table has it.
+    pub authz: Option<AuthzSettings>,
     pub routes: RouteTable,
     /// The route used when none matches and `[defaults] unmatched = "authenticate"`.
     pub unmatched: Option<Route>,

@@ -18,6 +18,7 @@ const ORDER: &[&str] = &[
     "reload",
     "config",
     // serving
+    "authz",
     "server",
     "gateway",
     "error",

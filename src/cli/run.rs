@@ -37,7 +37,9 @@ const STARTUP_KEY_WARNING: Duration = Duration::from_secs(10);
 /// applied, and again on every reload); the gateway's listener is bound and
 /// serves at once (`listening on ADDR`); the admin listener is bound and
 /// answers at once (`admin listening on ADDR`: `/healthz` 200, `/readyz` 503
-/// until every issuer with remote keys has some); remote key sets are fetched
+/// until every issuer with remote keys has some); the decision API's listener
+/// (`[authz] listen`) is bound and served by worker threads of its own
+/// (`authz listening on ADDR`); remote key sets are fetched
 /// in the background. Nothing waits for the keys: until an issuer's first
 /// fetch succeeds, its tokens are refused.
 pub(super) fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -75,6 +77,8 @@ pub(super) fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     snapshot.routes.warm(None, || true);
     let shared = Arc::new(ArcSwap::from_pointee(snapshot));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_rx_authz = stop_rx.clone();
+    let mut authz_thread = None;
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let gateway = Gateway::with_metrics(Arc::clone(&shared), Arc::clone(&metrics));
     let serving = std::thread::Builder::new()
@@ -94,6 +98,17 @@ pub(super) fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         reloader.serve_certificate_into(slot);
     }
     let admin = crate::admin::Admin::new(Arc::clone(&reloader), Arc::clone(&metrics));
+    // The decision API: its own listener, served from the same snapshot slot
+    // and metrics as the proxy, by worker threads of its own.
+    let authz_listener = match shared.load().authz.clone() {
+        Some(settings) => {
+            let l = server::bind(settings.listen)
+                .with_context(|| format!("cannot listen on {} (authz)", settings.listen))?;
+            let authz_addr = l.local_addr()?;
+            Some((l, authz_addr, settings))
+        }
+        None => None,
+    };
     let admin_listener = match shared.load().server.admin_listen {
         Some(addr) => {
             let l = server::bind(addr).with_context(|| format!("cannot listen on {addr} (admin)"))?;
@@ -114,6 +129,22 @@ pub(super) fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
                         println!("admin listening on {admin_addr}");
                     }
                     Err(e) => tracing::error!(error = %e, "cannot serve the admin endpoints"),
+                }
+            }
+            if let Some((l, authz_addr, settings)) = authz_listener {
+                let authz = crate::authz::Authz::new(Gateway::with_metrics(Arc::clone(&shared), Arc::clone(&metrics)), settings);
+                let opts = ServeOptions::from_settings(&shared.load().server);
+                let stop = stop_rx_authz;
+                match std::thread::Builder::new()
+                    .name("rolegate-authz".into())
+                    .spawn(move || crate::authz::serve_workers(l, authz, opts, workers, stop))
+                {
+                    Ok(t) => {
+                        authz_thread = Some(t);
+                        tracing::info!(listener = %authz_addr, workers, "authz listening (decision API)");
+                        println!("authz listening on {authz_addr}");
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot serve the decision API"),
                 }
             }
             // Remote key sets: fetched in the background; /readyz is 503 until they are there.
@@ -151,8 +182,19 @@ pub(super) fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
             tracing::info!("stop requested");
             admin.set_stopping();
             let _ = stop_tx.send(true);
-            // Keep this runtime (admin endpoints: /readyz now 503) alive while workers drain.
-            tokio::task::spawn_blocking(move || serving.join()).await
+            // Keep this runtime (admin endpoints: /readyz now 503) alive while workers drain
+            // (the decision API's as well as the proxy's).
+            tokio::task::spawn_blocking(move || {
+                if let Some(t) = authz_thread {
+                    match t.join() {
+                        Ok(Err(e)) => tracing::error!(error = %e, "the decision API stopped with an error"),
+                        Err(_) => tracing::error!("a decision API thread panicked"),
+                        Ok(Ok(())) => {}
+                    }
+                }
+                serving.join()
+            })
+            .await
         })
         .map_err(|e| anyhow!("waiting for the workers: {e}"))?
         .map_err(|_| anyhow!("a worker thread panicked"))??;

@@ -14,6 +14,7 @@ use super::file::RoutesFile;
 use crate::auth::{Issuers, TokenCache};
 use crate::snapshot::Snapshot;
 
+mod authz;
 mod forward;
 mod issuers;
 mod lint;
@@ -21,6 +22,7 @@ mod roles;
 mod routes;
 mod server;
 
+use authz::compile_authz;
 use forward::compile_forward;
 use issuers::compile_issuer;
 use lint::compile_log_claims;
@@ -103,6 +105,7 @@ pub fn compile_with(
     };
 
     let server = compile_server(&mut c, &file);
+    let authz = compile_authz(&mut c, &file, server.as_ref());
     let tls_key = server.as_ref().and_then(|s| s.tls.clone()).filter(|_| !c.skip_keys).and_then(|(cert, key)| {
         // Read as inputs (a renewed certificate triggers a reload), then parsed.
         let read = c.read(&cert).and_then(|_| c.read(&key));
@@ -136,6 +139,7 @@ pub fn compile_with(
         loaded_at: SystemTime::now(),
         source: path.to_path_buf(),
         server,
+        authz,
         routes: routes.expect("routes exist when there are no errors"),
         unmatched,
         issuers: Issuers::new(issuers),

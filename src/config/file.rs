@@ -27,6 +27,9 @@ pub struct RoutesFile {
     pub forward: ForwardSpec,
     #[serde(default)]
     pub defaults: DefaultsSpec,
+    /// The decision API: authorization checks for a proxy in front (nginx, Caddy, Traefik, Envoy).
+    #[serde(default)]
+    pub authz: Option<AuthzSpec>,
     #[serde(default)]
     #[schemars(with = "Vec<RouteSpec>")]
     pub routes: Vec<Spanned<RouteSpec>>,
@@ -307,6 +310,45 @@ impl Default for DefaultsSpec {
     fn default() -> Self {
         DefaultsSpec { unmatched: UnmatchedSpec::default(), token_cache: default_token_cache(), log_claims: Vec::new() }
     }
+}
+
+/// `[authz]`: the decision API, on a listener of its own. Read at start.
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzSpec {
+    /// Address of the decision endpoint (never the proxy listener, never proxied).
+    #[schemars(with = "String")]
+    pub listen: Spanned<String>,
+    /// Peers (CIDRs or addresses) whose checks are believed; default loopback only.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub trusted_peers: Option<Vec<Spanned<String>>>,
+    /// Where an Envoy ext_authz HTTP check's path starts (its `path_prefix`).
+    #[serde(default = "default_envoy_path_prefix")]
+    #[schemars(with = "String")]
+    pub envoy_path_prefix: Spanned<String>,
+    /// Which proxy's headers name the original request: "auto" (any of them), "nginx", "forwarded" (Caddy, Traefik) or "envoy".
+    #[serde(default)]
+    pub dialect: DialectSpec,
+}
+
+/// How a check names the original request.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DialectSpec {
+    /// Envoy's when the check's path starts with `envoy_path_prefix`, else nginx's or the forwarded one by the headers present.
+    #[default]
+    Auto,
+    /// nginx `auth_request` and ingress-nginx: `X-Original-Method`, `X-Original-URI` / `X-Original-URL`.
+    Nginx,
+    /// Caddy `forward_auth`, Traefik `ForwardAuth`: `X-Forwarded-Method`, `X-Forwarded-Uri`, `X-Forwarded-Host`.
+    Forwarded,
+    /// Envoy `ext_authz` HTTP service: the check's own method and path after `envoy_path_prefix`.
+    Envoy,
+}
+
+fn default_envoy_path_prefix() -> Spanned<String> {
+    Spanned::new(0..0, "/ext_authz".to_owned())
 }
 
 /// What a request that no route matches gets.

@@ -3,6 +3,7 @@
 //! and `wait_until` (poll with a deadline; never a fixed sleep).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod authz;
 pub mod bin;
 
 use std::future::Future;

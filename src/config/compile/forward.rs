@@ -25,6 +25,9 @@ pub(super) const RESERVED_HEADERS: &[&str] = &[
     "x-forwarded-proto",
     "x-forwarded-host",
     "x-request-id",
+    // The decision API's answer states the path it decided on in this one.
+    "x-rolegate-path",
+    "x-rolegate-error",
 ];
 
 pub(super) fn compile_forward(c: &mut Compiler<'_>, file: &RoutesFile) -> ForwardPlan {
