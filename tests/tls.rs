@@ -19,13 +19,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const BIN: &str = env!("CARGO_BIN_EXE_rolegate");
 
 fn client_config(ca_pem: &str, alpn: &[&[u8]]) -> rustls::ClientConfig {
+    client_config_versions(ca_pem, alpn, rustls::DEFAULT_VERSIONS)
+}
+
+fn client_config_versions(
+    ca_pem: &str,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
     let mut config =
         rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
@@ -101,6 +109,22 @@ async fn https_is_served_and_certificates_rotate_without_restart() {
 
     let admin = rs256(&claims(json!({"ts_roles": ["admin"]})));
     let user = rs256(&claims(json!({"ts_roles": ["user"]})));
+    // A client that comes back resumes its session (TLS 1.3 tickets, and TLS 1.2).
+    for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12]] {
+        let connector =
+            tokio_rustls::TlsConnector::from(Arc::new(client_config_versions(&first.ca_pem, &[b"http/1.1"], versions)));
+        let mut kinds = Vec::new();
+        for _ in 0..3 {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut tls = connector.connect(ServerName::try_from("127.0.0.1").unwrap(), tcp).await.unwrap();
+            tls.write_all(b"GET /docs/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await.unwrap();
+            let mut out = Vec::new();
+            let _ = tls.read_to_end(&mut out).await;
+            kinds.push(tls.get_ref().1.handshake_kind());
+        }
+        assert_eq!(kinds[0], Some(rustls::HandshakeKind::Full), "{versions:?}");
+        assert!(kinds[1..].iter().all(|k| *k == Some(rustls::HandshakeKind::Resumed)), "{versions:?}: {kinds:?}");
+    }
     assert_eq!(https_get(addr, &first.ca_pem, "/admin/x", &admin).await, Ok(200));
     assert_eq!(https_get(addr, &first.ca_pem, "/admin/x", &user).await, Ok(403));
     let seen = echo.requests();
