@@ -111,6 +111,11 @@ impl Reloader {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// Whether the last reload tried was refused.
+    fn last_refused(&self) -> bool {
+        self.status.lock().is_ok_and(|s| s.last_attempt.is_some_and(|(_, outcome)| outcome == "refused"))
+    }
+
     /// How many pieces the last load parsed the routes file in (0: parsed whole).
     pub fn parsed_pieces(&self) -> usize {
         self.pieces.lock().map_or(0, |p| p.len())
@@ -309,13 +314,38 @@ fn watch_dirs(inputs: &[PathBuf]) -> BTreeSet<PathBuf> {
         .collect()
 }
 
+/// Whether a file event in a watched directory may change one of `inputs`:
+/// it names one of their file names, or a name starting with `..` (the
+/// kubelet's `..data` link and its timestamped directories), or no file at
+/// all (the watcher lost events and asks for a rescan). Reads (our own
+/// included) change nothing; nor do writes to other files in the same
+/// directory, such as a log written next to `routes.toml`: they neither wake
+/// the reloader nor hold its debounce open.
+fn may_change(event: &notify::Event, inputs: &[PathBuf]) -> bool {
+    if event.kind.is_access() {
+        return false;
+    }
+    if event.paths.is_empty() || event.need_rescan() {
+        return true;
+    }
+    event.paths.iter().filter_map(|p| p.file_name()).any(|name| {
+        name.as_encoded_bytes().starts_with(b"..") || inputs.iter().any(|input| input.file_name() == Some(name))
+    })
+}
+
 /// Watches the inputs of the serving snapshot and reloads when they change.
 /// Must be called inside a tokio runtime.
 pub fn watch(reloader: Arc<Reloader>) -> notify::Result<WatchHandle> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let watching = Arc::clone(&reloader);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Access events (reads, including our own) do not change anything.
-        if event.is_ok_and(|e| !e.kind.is_access()) {
+        // After a refused reload, the file that fixes it may be one the
+        // serving table does not name yet (a key file the edit added).
+        let relevant = match &event {
+            Ok(e) => may_change(e, &watching.shared.load().inputs) || watching.last_refused(),
+            Err(_) => true,
+        };
+        if relevant {
             let _ = tx.send(());
         }
     })?;

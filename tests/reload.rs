@@ -105,6 +105,78 @@ async fn key_file_rotation_is_picked_up() {
     assert!(eventually(&gw, &admin_token(), 401).await, "key change not picked up");
 }
 
+/// Appends to a file next to `routes.toml` every 20 ms (a log written beside
+/// the table, as `rolegate run 2>> rolegate.log` does) until dropped.
+struct BusyFile {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BusyFile {
+    fn beside(gw: &TestGateway) -> BusyFile {
+        use std::io::Write as _;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let path = gw.dir.path().join("rolegate.log");
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut log = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                log.write_all(b"{\"message\":\"access\"}\n").unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        BusyFile { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for BusyFile {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.thread.take().map(|t| t.join());
+    }
+}
+
+#[tokio::test]
+async fn a_file_written_beside_the_table_does_not_hold_an_edit_back() {
+    let gw = TestGateway::start().await;
+    let reloader = Reloader::new(Arc::clone(&gw.shared), gw.config.clone());
+    let _watch = reload::watch(Arc::clone(&reloader)).unwrap();
+    let _log = BusyFile::beside(&gw);
+    // Its writes come faster than the debounce's quiet time: were they
+    // events for the reloader, the edit would wait for the writes to stop.
+    std::fs::write(&gw.config, table_with_admin_role(&gw, "ops")).unwrap();
+    assert!(eventually(&gw, &ops_token(), 200).await, "edit held back by writes to another file");
+    let applied = reloader.status().applied;
+    // Nor do they start reloads of their own: none in a window of four
+    // debounce periods of writes (an observation window, not a wait for
+    // something to happen).
+    let attempts = |s: reload::ReloadStatus| s.applied + s.unchanged + s.refused;
+    let before = attempts(reloader.status());
+    tokio::time::sleep(reload::DEBOUNCE * 4).await;
+    assert_eq!(attempts(reloader.status()), before, "writes to another file caused reloads");
+    assert_eq!(reloader.status().applied, applied);
+}
+
+#[tokio::test]
+async fn after_a_refused_edit_the_key_file_it_names_is_picked_up() {
+    let gw = TestGateway::start().await;
+    let reloader = Reloader::new(Arc::clone(&gw.shared), gw.config.clone());
+    let _watch = reload::watch(Arc::clone(&reloader)).unwrap();
+    let text = std::fs::read_to_string(&gw.config).unwrap().replacen("\"rsa.pub.pem\"", "\"rsa2.pub.pem\"", 1);
+    std::fs::write(&gw.config, text).unwrap();
+    assert!(
+        wait_until(DEADLINE, || async { reloader.status().refused >= 1 }).await,
+        "an edit naming a missing key file was not refused"
+    );
+    // The serving table does not name rsa2.pub.pem; creating it must still reload.
+    std::fs::copy(gw.dir.path().join("rsa.pub.pem"), gw.dir.path().join("rsa2.pub.pem")).unwrap();
+    assert!(
+        wait_until(DEADLINE, || async { reloader.status().applied >= 1 }).await,
+        "the key file that fixes the refused edit was not picked up"
+    );
+    assert_eq!(status_of(&gw, &admin_token()).await, 200);
+}
+
 fn symlink(target: &str, link: &Path) {
     std::os::unix::fs::symlink(target, link).unwrap();
 }
