@@ -125,9 +125,10 @@ pub fn compile_with(
             c.err(Some(spec), format!("issuer {:?} is listed twice", issuer.name));
         }
     }
-    let roles = compile_roles(&mut c, &file);
+    let roles = Arc::new(compile_roles(&mut c, &file));
     let forward = compile_forward(&mut c, &file);
-    let (routes, unmatched) = compile_routes(&mut c, &file, &upstreams, previous);
+    let claims = routes::ClaimContext { issuers: &issuers, closure: &roles };
+    let (routes, unmatched) = compile_routes(&mut c, &file, &upstreams, &claims, previous);
     let log_claims = compile_log_claims(&mut c, &file, &issuers, routes.as_ref());
 
     if !c.errors.is_empty() {
