@@ -325,7 +325,7 @@ fn check_warns_about_routes_an_issuers_parameter_cannot_reach() {
         [[routes]]\nname = \"own\"\npath = \"/own/**\"\nroles_claim = \"roles\"\nall_roles = [\"admin\"]\n\
         [[routes]]\nname = \"perms\"\npath = \"/p/**\"\nall_permissions = [\"read\"]\n\
         [[routes]]\nname = \"me\"\npath = \"/me\"\n";
-    let snap = load(dir.path(), table);
+    let snap = load(dir.path(), &format!("{table}[roles.guest]\n"));
     let warnings: Vec<&String> = snap.warnings.iter().filter(|w| w.contains("gives it no")).collect();
     assert_eq!(warnings.len(), 1, "{:?}", snap.warnings);
     assert!(
@@ -335,6 +335,19 @@ fn check_warns_about_routes_an_issuers_parameter_cannot_reach() {
         ),
         "{}",
         warnings[0]
+    );
+    // A default role [roles] does not define is most likely a typo.
+    let typo =
+        table.replace("roles_claim = \"organization", "default_roles = [\"gest\"]\nroles_claim = \"organization");
+    let snap = load(dir.path(), &format!("{typo}[roles.guest]\n"));
+    let w: Vec<&String> = snap.warnings.iter().filter(|w| w.contains("default role")).collect();
+    assert_eq!(w.len(), 1, "{:?}", snap.warnings);
+    assert!(
+        w[0].ends_with(
+            "routes.toml:8: issuer \"i\": default role \"gest\" is not defined in [roles] (did you mean \"guest\"?)"
+        ),
+        "{}",
+        w[0]
     );
 }
 
