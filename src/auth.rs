@@ -13,7 +13,7 @@ pub use extract::extract;
 use std::sync::Arc;
 
 pub use cache::TokenCache;
-pub use identity::{ForwardedHeader, Identity, IdentitySource};
+pub use identity::{Caller, ForwardedHeader, Identity, IdentitySource, RouteRoles};
 pub use verify::{identity_from_claims, issuer_of, verify, Issuer, Issuers, TokenError};
 
 use claims::RoleClosure;

@@ -160,8 +160,8 @@ fn allow(
     let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
-    if let Some(identity) = authorized.permit.identity() {
-        headers::identity_headers(plan, identity, h);
+    if let Some(caller) = authorized.permit.caller() {
+        headers::identity_headers(plan, caller, h);
     }
     if dialect == Dialect::Envoy {
         let unset: Vec<&str> =

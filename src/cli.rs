@@ -195,10 +195,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn describe(route: &Route) -> String {
-    match &route.access {
-        Access::Public => "public (no token needed)".to_owned(),
+    let req = match &route.access {
+        Access::Public => return "public (no token needed)".to_owned(),
         Access::Protected(req) => req.to_string(),
-    }
+    };
+    // The route's own claim names, which replace the issuers'.
+    let own = route.claim_names.as_deref().into_iter().flat_map(|n| {
+        let list = |key: &str, paths: &Option<Vec<auth::claims::ClaimPath>>| {
+            paths.as_ref().map(|p| format!("{key} {}", p.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")))
+        };
+        [list("roles_claim", &n.roles), list("permissions_claim", &n.permissions)].into_iter().flatten()
+    });
+    std::iter::once(req).chain(own).collect::<Vec<_>>().join("; ")
 }
 
 /// The identity unverified claims stand for, read with the claim names of the

@@ -7,14 +7,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::auth::claims;
-use crate::auth::{Identity, TokenError};
+use crate::auth::{Caller, Identity, RouteRoles, TokenError};
 use crate::normalize::Target;
-use crate::routes::{Access, Mode, Requirement, Route, TemplatePart};
+use crate::routes::{Access, Mode, Requirement, Route, RouteClaimNames, TemplatePart};
 use crate::upstream::{Destination, Upstream};
 
-/// `Ok` when `ident` meets the requirement; otherwise the missing permissions
-/// (for `scope=`) and a reason for logs and `explain`.
-fn check(req: &Requirement, ident: &Identity, params: &[(&str, &str)]) -> Result<(), Unmet> {
+/// `Ok` when `ident` (with the roles and permissions in effect on the route)
+/// meets the requirement; otherwise the missing permissions (for `scope=`)
+/// and a reason for logs and `explain`.
+fn check(req: &Requirement, ident: &Caller<'_>, params: &[(&str, &str)]) -> Result<(), Unmet> {
     let mut unmet = Unmet::default();
     let missing: Vec<&String> = req.all_permissions.iter().filter(|p| !ident.has_permission(p)).collect();
     if !missing.is_empty() {
@@ -34,8 +35,9 @@ fn check(req: &Requirement, ident: &Identity, params: &[(&str, &str)]) -> Result
     }
     for check in &req.claims {
         let expected = render(&check.expected, params);
-        let ok =
-            expected.as_deref().is_some_and(|e| ident.claim(&check.claim).is_some_and(|v| claims::claim_matches(v, e)));
+        let ok = expected
+            .as_deref()
+            .is_some_and(|e| ident.identity.claim(&check.claim).is_some_and(|v| claims::claim_matches(v, e)));
         if !ok {
             unmet.reasons.push(format!("claim {} does not match the required value", check.claim));
         }
@@ -133,6 +135,8 @@ pub struct Permit {
     target: Target,
     upstream: Arc<Upstream>,
     identity: Option<Arc<Identity>>,
+    /// The roles and permissions in effect on the route, when not the identity's own.
+    route_roles: Option<Box<RouteRoles>>,
     report: Option<Denial>,
 }
 
@@ -148,6 +152,12 @@ impl Permit {
     pub fn identity(&self) -> Option<&Arc<Identity>> {
         self.identity.as_ref()
     }
+    /// The caller with the roles and permissions in effect on the route (what
+    /// its `$roles` and `$permissions` identity headers carry).
+    pub fn caller(&self) -> Option<Caller<'_>> {
+        let identity = self.identity.as_deref()?;
+        Some(Caller { identity, route_roles: self.route_roles.as_deref() })
+    }
     /// Where the request may go: the only way to a [`Destination`].
     pub fn destination(&self) -> Destination<'_> {
         Destination::new(&self.upstream, self.target.path_and_query())
@@ -162,12 +172,12 @@ impl Permit {
 /// `auth` is ignored on a public route. A `report` route turns every denial
 /// into a permit that records it.
 pub fn decide(route: &Route, target: Target, auth: Auth) -> Result<Permit, Denial> {
-    let verdict = evaluate(route, target.path(), &auth);
+    let (verdict, route_roles) = verdict(route, target.path(), &auth);
     let identity = match auth {
         Auth::Valid(id) if !matches!(route.access, Access::Public) => Some(id),
         _ => None,
     };
-    let permit = |report| Permit { target, upstream: Arc::clone(&route.upstream), identity, report };
+    let permit = |report| Permit { target, upstream: Arc::clone(&route.upstream), identity, route_roles, report };
     match verdict {
         Ok(()) => Ok(permit(None)),
         Err(denial) if route.mode == Mode::Report && denial != Denial::KeysUnavailable => Ok(permit(Some(denial))),
@@ -175,22 +185,47 @@ pub fn decide(route: &Route, target: Target, auth: Auth) -> Result<Permit, Denia
     }
 }
 
-/// The verdict alone, without building a permit (shared by `decide` and `explain`).
+/// The verdict alone, without building a permit (shared by `decide`, `explain` and `diff`).
 pub fn evaluate(route: &Route, path: &str, auth: &Auth) -> Result<(), Denial> {
+    verdict(route, path, auth).0
+}
+
+/// The roles and permissions in effect for `ident` on `route` at `path`
+/// (which the route matches), when they are not the identity's own: read
+/// with the route's claim names and path parameters. What [`evaluate`]
+/// decides with, and what `explain` shows.
+pub fn route_roles(route: &Route, path: &str, ident: &Identity) -> Option<RouteRoles> {
+    let names = route.claim_names.as_deref().filter(|n| n.applies_to(&ident.issuer))?;
+    Some(read_route_roles(names, ident, &route.pattern.captures(path)))
+}
+
+fn read_route_roles(names: &RouteClaimNames, ident: &Identity, params: &[(&str, &str)]) -> RouteRoles {
+    let (roles, permissions) = claims::effective(&ident.claims, names.names(&ident.issuer), params, &names.closure);
+    RouteRoles { roles, permissions }
+}
+
+/// The verdict, and the roles and permissions it was made with when they are
+/// not the identity's own.
+fn verdict(route: &Route, path: &str, auth: &Auth) -> (Result<(), Denial>, Option<Box<RouteRoles>>) {
     let requirement = match &route.access {
-        Access::Public => return Ok(()),
+        Access::Public => return (Ok(()), None),
         Access::Protected(req) => req,
     };
     let ident = match auth {
-        Auth::Missing => return Err(Denial::MissingToken),
-        Auth::Invalid(TokenError::KeysUnavailable) => return Err(Denial::KeysUnavailable),
-        Auth::Invalid(e) => return Err(Denial::InvalidToken(e.clone())),
+        Auth::Missing => return (Err(Denial::MissingToken), None),
+        Auth::Invalid(TokenError::KeysUnavailable) => return (Err(Denial::KeysUnavailable), None),
+        Auth::Invalid(e) => return (Err(Denial::InvalidToken(e.clone())), None),
         Auth::Valid(id) => id,
     };
-    let params = if requirement.uses_params() { route.pattern.captures(path) } else { Vec::new() };
-    check(requirement, ident, &params).map_err(|mut u| {
+    // Most routes read neither: no captures, nothing read again.
+    let names = route.claim_names.as_deref().filter(|n| n.applies_to(&ident.issuer));
+    let params = if names.is_some() || requirement.uses_params() { route.pattern.captures(path) } else { Vec::new() };
+    let route_roles = names.map(|n| Box::new(read_route_roles(n, ident, &params)));
+    let caller = Caller { identity: ident, route_roles: route_roles.as_deref() };
+    let verdict = check(requirement, &caller, &params).map_err(|mut u| {
         u.permissions.sort();
         u.permissions.dedup();
         Denial::Forbidden { missing_permissions: u.permissions, reason: u.reasons.join("; ") }
-    })
+    });
+    (verdict, route_roles)
 }

@@ -298,7 +298,7 @@ impl Gateway {
             peer,
             host_value.as_ref(),
             request_id,
-            permit.identity().map(|a| &**a),
+            permit.caller(),
             permit.target(),
         );
         if let Some(protocol) = &upgrade {

@@ -16,7 +16,8 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::auth::{ForwardedHeader, Identity, IdentitySource};
+use crate::auth::identity::list_value;
+use crate::auth::{Caller, ForwardedHeader, IdentitySource};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -359,7 +360,7 @@ pub fn upstream_request(
     peer: Peer<'_>,
     host: Option<&HeaderValue>,
     request_id: &HeaderValue,
-    identity: Option<&Identity>,
+    caller: Option<Caller<'_>>,
     target: &crate::normalize::Target,
 ) -> bool {
     // One pass over the names finds the headers with a rule of their own and
@@ -421,8 +422,8 @@ pub fn upstream_request(
         };
     }
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
-    if let Some(id) = identity {
-        identity_headers(plan, id, headers);
+    if let Some(caller) = caller {
+        identity_headers(plan, caller, headers);
     }
     trailers
 }
@@ -430,11 +431,15 @@ pub fn upstream_request(
 /// Sets the `[forward] headers` of `identity` in `out` (a header whose source
 /// is empty for this caller is not set): the upstream's identity headers, and
 /// the same values in a decision-API answer for the proxy in front to copy.
-/// The values are made once per identity ([`Identity::forwarded`]).
-pub fn identity_headers(plan: &ForwardPlan, identity: &Identity, out: &mut HeaderMap) {
+/// The values are made once per identity ([`crate::auth::Identity::forwarded`]),
+/// but `$roles` and `$permissions` on a route whose roles are not the
+/// identity's own (`organization.{tenant}.roles`): those are made from the
+/// roles in effect there, for each request.
+pub fn identity_headers(plan: &ForwardPlan, caller: Caller<'_>, out: &mut HeaderMap) {
     if plan.identity.is_empty() {
         return;
     }
+    let identity = caller.identity;
     // Made once per identity; used only when made from this same plan
     // (the token cache belongs to one snapshot, so it always is: checked
     // anyway, as it costs a few comparisons).
@@ -459,7 +464,19 @@ pub fn identity_headers(plan: &ForwardPlan, identity: &Identity, out: &mut Heade
         &fresh
     };
     for m in values.iter() {
-        if let Some(v) = &m.value {
+        let on_route;
+        let value = match (caller.route_roles, &m.source) {
+            (Some(r), IdentitySource::Roles) => {
+                on_route = list_value(&r.roles);
+                on_route.as_ref()
+            }
+            (Some(r), IdentitySource::Permissions) => {
+                on_route = list_value(&r.permissions);
+                on_route.as_ref()
+            }
+            _ => m.value.as_ref(),
+        };
+        if let Some(v) = value {
             out.insert(m.name.clone(), v.clone());
         }
     }
@@ -619,6 +636,7 @@ mod tests {
             leeway_s: 0,
             roles_claims: vec![],
             permissions_claims: vec![],
+            default_roles: vec![],
             tenant_claim: "tid".into(),
             require_exp: false,
             token_types: vec![],
@@ -631,7 +649,8 @@ mod tests {
             &crate::auth::claims::RoleClosure::build(&Default::default()),
             None,
         );
-        let id = Identity { roles: vec!["admin".into(), "ops".into()], permissions: vec!["p:1".into()], ..id };
+        let id =
+            crate::auth::Identity { roles: vec!["admin".into(), "ops".into()], permissions: vec!["p:1".into()], ..id };
         let conn = ClientConn::new("127.0.0.1:1".parse().unwrap(), false);
         let peer = Peer { conn: &conn, trusted: false };
         let plan = |pairs: &[(&'static str, IdentitySource)]| ForwardPlan {
@@ -639,13 +658,15 @@ mod tests {
             identity: pairs.iter().map(|(n, s)| (HeaderName::from_static(n), s.clone())).collect(),
             ..ForwardPlan::default()
         };
-        let send = |plan: &ForwardPlan| {
+        let send_as = |plan: &ForwardPlan, route_roles: Option<&crate::auth::RouteRoles>| {
             let mut h = HeaderMap::new();
             h.insert("x-user", HeaderValue::from_static("forged"));
             let target = crate::normalize::normalize("/x", None).unwrap();
-            let _ = upstream_request(&mut h, plan, peer, None, &HeaderValue::from_static("r"), Some(&id), &target);
+            let caller = Caller { identity: &id, route_roles };
+            let _ = upstream_request(&mut h, plan, peer, None, &HeaderValue::from_static("r"), Some(caller), &target);
             ["x-user", "x-roles", "x-tenant"].map(|n| h.get(n).map(|v| v.to_str().unwrap().to_owned()))
         };
+        let send = |plan: &ForwardPlan| send_as(plan, None);
         let first = plan(&[("x-user", IdentitySource::Claim("sub".into())), ("x-roles", IdentitySource::Roles)]);
         let want = [Some("alice".to_owned()), Some("admin,ops".to_owned()), None];
         assert_eq!(send(&first), want);
@@ -656,6 +677,13 @@ mod tests {
         let third = plan(&[("x-tenant", IdentitySource::Claim("$tenant".into()))]);
         // (x-user is no identity header of this plan: the client's passes.)
         assert_eq!(send(&third), [Some("forged".to_owned()), None, Some("acme".to_owned())]);
+        assert_eq!(send(&first), want);
+        // On a route whose roles are not the identity's own (a tenant's): those
+        // roles, made for the request; the claims, and the identity's own values, stay.
+        let tenant = crate::auth::RouteRoles { roles: vec!["reader".into()], permissions: vec![] };
+        assert_eq!(send_as(&first, Some(&tenant)), [Some("alice".to_owned()), Some("reader".to_owned()), None]);
+        let none = crate::auth::RouteRoles { roles: vec![], permissions: vec![] };
+        assert_eq!(send_as(&first, Some(&none)), [Some("alice".to_owned()), None, None], "no roles there: no header");
         assert_eq!(send(&first), want);
     }
 

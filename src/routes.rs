@@ -19,6 +19,8 @@ use foldhash::HashMap;
 use globset::{Candidate, GlobMatcher, GlobSet, GlobSetBuilder};
 use http::Method;
 
+use crate::auth::claims::{ClaimNames, ClaimPath, RoleClosure};
+use crate::auth::Issuer;
 use crate::upstream::Upstream;
 pub use pattern::{Pattern, Tail};
 pub use requirement::{ClaimCheck, Requirement, TemplatePart};
@@ -57,6 +59,39 @@ pub struct Route {
     pub mode: Mode,
     /// `Upgrade` protocols passed through on this route (never `h2c`).
     pub upgrades: Arc<[Box<str>]>,
+    /// How the roles and permissions in effect here are read, when they may
+    /// not be the identity's own (`None` on most routes: nothing to do).
+    pub claim_names: Option<Box<RouteClaimNames>>,
+}
+
+/// A route's own `roles_claim` / `permissions_claim` (each replacing the
+/// issuer's), or, without them, a route with a path parameter that an
+/// issuer's claim path names: the roles and permissions in effect here are
+/// read from the claims at decision time, with the request's parameters.
+#[derive(Debug)]
+pub struct RouteClaimNames {
+    pub roles: Option<Vec<ClaimPath>>,
+    pub permissions: Option<Vec<ClaimPath>>,
+    /// `[roles]`, to expand the roles read here.
+    pub closure: Arc<RoleClosure>,
+}
+
+impl RouteClaimNames {
+    /// Whether the identity's own roles and permissions (read without
+    /// parameters, with the issuer's names) may not be those in effect here.
+    pub fn applies_to(&self, issuer: &Issuer) -> bool {
+        self.roles.is_some() || self.permissions.is_some() || issuer.has_param_claims()
+    }
+
+    /// The claim names in effect for a token of `issuer` on this route.
+    pub fn names<'a>(&'a self, issuer: &'a Issuer) -> ClaimNames<'a> {
+        let own = issuer.claim_names();
+        ClaimNames {
+            roles: self.roles.as_deref().unwrap_or(own.roles),
+            permissions: self.permissions.as_deref().unwrap_or(own.permissions),
+            default_roles: own.default_roles,
+        }
+    }
 }
 
 impl Route {

@@ -93,7 +93,8 @@ pub struct Snapshot {
     /// The route used when none matches and `[defaults] unmatched = "authenticate"`.
     pub unmatched: Option<Route>,
     pub issuers: Issuers,
-    pub roles: RoleClosure,
+    /// `[roles]`, shared with the routes that read roles at decision time.
+    pub roles: Arc<RoleClosure>,
     pub forward: ForwardPlan,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// The server certificate read from `[server] tls` for this snapshot.

@@ -86,6 +86,7 @@ mod tests {
             leeway_s,
             roles_claims: vec![],
             permissions_claims: vec![],
+            default_roles: vec![],
             tenant_claim: "tid".into(),
             require_exp: true,
             token_types: vec![],

@@ -46,6 +46,44 @@ impl Identity {
     }
 }
 
+/// The roles and permissions in effect on one route when they are not the
+/// identity's own: read at decision time, on a route with its own
+/// `roles_claim` / `permissions_claim` or whose path parameter an issuer's
+/// claim path names (`organization.{tenant}.roles`). Each sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRoles {
+    pub roles: Vec<Box<str>>,
+    pub permissions: Vec<Box<str>>,
+}
+
+/// A verified caller on one route: the identity, and the roles and
+/// permissions in effect there when they differ from the identity's own.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub identity: &'a Identity,
+    pub route_roles: Option<&'a RouteRoles>,
+}
+
+impl<'a> Caller<'a> {
+    /// Effective roles on this route, sorted.
+    pub fn roles(&self) -> &'a [Box<str>] {
+        self.route_roles.map_or(&self.identity.roles, |r| &r.roles)
+    }
+
+    /// Effective permissions on this route, sorted.
+    pub fn permissions(&self) -> &'a [Box<str>] {
+        self.route_roles.map_or(&self.identity.permissions, |r| &r.permissions)
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        claims::has(self.roles(), role)
+    }
+
+    pub fn has_permission(&self, perm: &str) -> bool {
+        claims::has(self.permissions(), perm)
+    }
+}
+
 /// Where an identity header's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentitySource {
@@ -73,15 +111,19 @@ impl Identity {
     /// roles, say: the header is not sent rather than sent empty — or not a
     /// valid header value).
     pub fn header_value(&self, source: &IdentitySource) -> Option<HeaderValue> {
-        let text = match source {
-            IdentitySource::Roles => join(&self.roles),
-            IdentitySource::Permissions => join(&self.permissions),
-            IdentitySource::Claim(path) => claims::header_text(self.claim(path)?)?,
-        };
-        (!text.is_empty()).then(|| HeaderValue::from_str(&text).ok()).flatten()
+        match source {
+            IdentitySource::Roles => list_value(&self.roles),
+            IdentitySource::Permissions => list_value(&self.permissions),
+            IdentitySource::Claim(path) => text_value(&claims::header_text(self.claim(path)?)?),
+        }
     }
 }
 
-fn join(items: &[Box<str>]) -> String {
-    items.iter().map(|s| &**s).collect::<Vec<_>>().join(",")
+/// `$roles` / `$permissions`: the names comma-separated; none when there are none.
+pub fn list_value(items: &[Box<str>]) -> Option<HeaderValue> {
+    text_value(&items.iter().map(|s| &**s).collect::<Vec<_>>().join(","))
+}
+
+fn text_value(text: &str) -> Option<HeaderValue> {
+    (!text.is_empty()).then(|| HeaderValue::from_str(text).ok()).flatten()
 }

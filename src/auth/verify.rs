@@ -26,7 +26,7 @@ use jsonwebtoken::Algorithm;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::claims::{self, RoleClosure};
+use super::claims::{self, ClaimNames, ClaimPath, RoleClosure};
 use super::keys::VerifyKey;
 
 /// Tokens longer than this are refused before any decoding.
@@ -40,8 +40,13 @@ pub struct Issuer {
     pub algorithms: Vec<Algorithm>,
     pub keys: Vec<VerifyKey>,
     pub leeway_s: u64,
-    pub roles_claims: Vec<String>,
-    pub permissions_claims: Vec<String>,
+    /// Where the token's roles are (their values are united); a path naming
+    /// a path parameter (`organization.{tenant}.roles`) gives roles only on
+    /// routes with that parameter, read at decision time.
+    pub roles_claims: Vec<ClaimPath>,
+    pub permissions_claims: Vec<ClaimPath>,
+    /// Roles of a token whose roles claim is absent ([`claims::Resolved::Absent`]).
+    pub default_roles: Vec<String>,
     pub tenant_claim: String,
     pub require_exp: bool,
     /// `token_types`, lower-case without `application/`: the header `typ` must
@@ -52,6 +57,20 @@ pub struct Issuer {
 }
 
 impl Issuer {
+    /// The claim names of the roles and permissions.
+    pub fn claim_names(&self) -> ClaimNames<'_> {
+        ClaimNames {
+            roles: &self.roles_claims,
+            permissions: &self.permissions_claims,
+            default_roles: &self.default_roles,
+        }
+    }
+
+    /// Whether a roles or permissions claim path names a path parameter.
+    pub fn has_param_claims(&self) -> bool {
+        self.roles_claims.iter().chain(&self.permissions_claims).any(ClaimPath::has_params)
+    }
+
     /// Whether the issuer has any key at all (a remote set may not be fetched yet).
     pub fn has_keys(&self) -> bool {
         !self.keys.is_empty() || self.remote.as_ref().is_some_and(|r| r.has_keys())
@@ -247,26 +266,16 @@ pub fn verify(token: &str, issuers: &Issuers, roles: &RoleClosure, now: u64) -> 
 }
 
 /// The identity that verified `claims` stand for: roles and permissions read
-/// with the issuer's claim names and expanded through `[roles]`. Also used by
-/// `explain --claims`, which evaluates policy without a token.
+/// with the issuer's claim names (a path naming a path parameter gives none
+/// here), `default_roles` when the roles claim is absent, expanded through
+/// `[roles]`. Also used by `explain --claims`, which evaluates policy without a token.
 pub fn identity_from_claims(
     claims: Map<String, Value>,
     issuer: Arc<Issuer>,
     roles: &RoleClosure,
     expires_at: Option<u64>,
 ) -> Identity {
-    let none = Value::Null;
-    let read = |names: &[String]| -> Vec<String> {
-        names
-            .iter()
-            .flat_map(|c| claims::string_set(claims::lookup(&claims, c).unwrap_or(&none)))
-            .map(str::to_owned)
-            .collect()
-    };
-    let token_roles = read(&issuer.roles_claims);
-    let token_perms = read(&issuer.permissions_claims);
-    let (roles, permissions) =
-        roles.expand(token_roles.iter().map(String::as_str), token_perms.iter().map(String::as_str));
+    let (roles, permissions) = claims::effective(&claims, issuer.claim_names(), &[], roles);
     Identity { issuer, claims, roles, permissions, expires_at, key_generation: None, forwarded: OnceLock::new() }
 }
 

@@ -90,7 +90,11 @@ pub(super) fn explain(path: &Path, args: &ExplainArgs) -> anyhow::Result<ExitCod
     for key in ["roles", "permissions"] {
         if let Some(list) = report.get(key).and_then(|v| v.as_array()) {
             let items: Vec<&str> = list.iter().filter_map(|v| v.as_str()).collect();
-            println!("{:<12} {}", format!("{key}:"), items.join(", "));
+            let from = report["read_on_route"][format!("{key}_claim")].as_array().map(|paths| {
+                let paths: Vec<&str> = paths.iter().filter_map(|p| p.as_str()).collect();
+                format!(" (on this route, from {})", paths.join(", "))
+            });
+            println!("{:<12} {}{}", format!("{key}:"), items.join(", "), from.unwrap_or_default());
         }
     }
     if field("verdict").as_deref() == Some("allow") {
@@ -162,8 +166,21 @@ fn explain_report(
         (None, None) => "none",
     });
     if let Auth::Valid(id) = &auth {
-        report["roles"] = json!(id.roles.iter().map(|r| &**r).collect::<Vec<_>>());
-        report["permissions"] = json!(id.permissions.iter().map(|p| &**p).collect::<Vec<_>>());
+        // What the verdict is made with: on a route that reads roles itself
+        // (`organization.{tenant}.roles`, its own roles_claim), those.
+        let on_route = decide::route_roles(route, target.path(), id);
+        let (roles, permissions) = match &on_route {
+            Some(r) => (&r.roles, &r.permissions),
+            None => (&id.roles, &id.permissions),
+        };
+        report["roles"] = json!(roles.iter().map(|r| &**r).collect::<Vec<_>>());
+        report["permissions"] = json!(permissions.iter().map(|p| &**p).collect::<Vec<_>>());
+        if let Some(names) = on_route.and(route.claim_names.as_deref()) {
+            let names = names.names(&id.issuer);
+            let paths = |p: &[auth::claims::ClaimPath]| p.iter().map(|c| c.as_str().to_owned()).collect::<Vec<_>>();
+            report["read_on_route"] =
+                json!({"roles_claim": paths(names.roles), "permissions_claim": paths(names.permissions)});
+        }
     }
     Ok(match decide::evaluate(route, target.path(), &auth) {
         Ok(()) => {

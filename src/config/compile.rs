@@ -125,9 +125,25 @@ pub fn compile_with(
             c.err(Some(spec), format!("issuer {:?} is listed twice", issuer.name));
         }
     }
-    let roles = compile_roles(&mut c, &file);
+    let roles = Arc::new(compile_roles(&mut c, &file));
+    // A misspelt default role would give nothing, silently (checked as route role names are).
+    if !file.roles.is_empty() {
+        for spec in &file.issuers {
+            let Some(defaults) = &spec.get_ref().default_roles else { continue };
+            for role in defaults.get_ref().iter().filter(|r| !roles.is_defined(r)) {
+                let (line, _) = c.loc.line_col(defaults.span().start);
+                c.warnings.push(format!(
+                    "{}:{line}: issuer {:?}: default role {role:?} is not defined in [roles]{}",
+                    c.loc.file().display(),
+                    spec.get_ref().issuer,
+                    super::names::did_you_mean(role, file.roles.keys().map(String::as_str))
+                ));
+            }
+        }
+    }
     let forward = compile_forward(&mut c, &file);
-    let (routes, unmatched) = compile_routes(&mut c, &file, &upstreams, previous);
+    let claims = routes::ClaimContext { issuers: &issuers, closure: &roles };
+    let (routes, unmatched) = compile_routes(&mut c, &file, &upstreams, &claims, previous);
     let log_claims = compile_log_claims(&mut c, &file, &issuers, routes.as_ref());
 
     if !c.errors.is_empty() {

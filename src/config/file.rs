@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use toml::Spanned;
 
 /// rolegate route table (routes.toml).
@@ -212,17 +212,29 @@ pub struct IssuerSpec {
     /// Clock skew allowed for `exp` and `nbf`, in seconds.
     #[serde(default = "default_leeway_s")]
     pub leeway_s: u64,
-    /// Dotted claim path of the roles, or a list of paths whose values are united.
-    #[serde(default = "default_roles_claim", deserialize_with = "one_or_many")]
-    #[schemars(with = "OneOrMany")]
-    pub roles_claim: Vec<String>,
-    /// Dotted claim path of the permissions (`"scope"` reads a space-separated string), or a list.
-    #[serde(default = "default_permissions_claim", deserialize_with = "one_or_many")]
-    #[schemars(with = "OneOrMany")]
-    pub permissions_claim: Vec<String>,
-    /// The claim that `$tenant` refers to.
-    #[serde(default = "default_tenant_claim")]
-    pub tenant_claim: String,
+    /// Sets a provider's claim names (roles_claim, permissions_claim, tenant_claim); keys set here win.
+    #[serde(default)]
+    #[schemars(with = "Option<PresetSpec>")]
+    pub preset: Option<Spanned<String>>,
+    /// Dotted claim path of the roles, or a list of paths whose values are united; a whole
+    /// segment `{param}` is a route's path parameter selecting one key (`organization.{tenant}.roles`).
+    /// Default: the preset's, else "roles".
+    #[serde(default)]
+    #[schemars(with = "Option<OneOrMany>")]
+    pub roles_claim: Option<Spanned<OneOrMany>>,
+    /// Dotted claim path of the permissions (`"scope"` reads a space-separated string), or a list;
+    /// `{param}` as in roles_claim. Default: the preset's, else "permissions".
+    #[serde(default)]
+    #[schemars(with = "Option<OneOrMany>")]
+    pub permissions_claim: Option<Spanned<OneOrMany>>,
+    /// The claim that `$tenant` refers to. Default: the preset's, else "tid".
+    #[serde(default)]
+    pub tenant_claim: Option<String>,
+    /// Roles given to a token whose roles claim is absent (for a path with a `{param}`: absent
+    /// before it); a claim present but empty, or without the parameter's key, gives none.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub default_roles: Option<Spanned<Vec<String>>>,
     /// `false` accepts tokens without `exp`.
     #[serde(default = "default_true")]
     pub require_exp: bool,
@@ -423,6 +435,15 @@ pub struct RouteSpec {
     #[serde(default)]
     #[schemars(with = "Vec<RequirementSpec>")]
     pub any_of: Vec<Spanned<RequirementSpec>>,
+    /// Claim path(s) of the roles on this route, instead of the issuer's `roles_claim`;
+    /// a whole segment `{param}` names a parameter of this route's path (`organization.{tenant}.roles`).
+    #[serde(default)]
+    #[schemars(with = "Option<OneOrMany>")]
+    pub roles_claim: Option<Spanned<OneOrMany>>,
+    /// Claim path(s) of the permissions on this route, instead of the issuer's `permissions_claim`.
+    #[serde(default)]
+    #[schemars(with = "Option<OneOrMany>")]
+    pub permissions_claim: Option<Spanned<OneOrMany>>,
 }
 
 impl RouteSpec {
@@ -444,6 +465,8 @@ impl RouteSpec {
             any_roles,
             claims,
             any_of,
+            roles_claim,
+            permissions_claim,
         } = self;
         let requirement =
             RequirementSpec { all_permissions, any_permissions, all_roles, any_roles, claims, any_of }.moved(by);
@@ -462,6 +485,8 @@ impl RouteSpec {
             any_roles: requirement.any_roles,
             claims: requirement.claims,
             any_of: requirement.any_of,
+            roles_claim: roles_claim.map(|r| moved(r, by, |v| v)),
+            permissions_claim: permissions_claim.map(|p| moved(p, by, |v| v)),
         }
     }
 }
@@ -523,19 +548,42 @@ pub enum ClaimValue {
     Bool(bool),
 }
 
-/// A claim name given as one string or as a list of alternatives.
-#[derive(Deserialize, JsonSchema)]
+/// A claim path given as one string or as a list of paths whose values are united.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
-enum OneOrMany {
+pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    })
+impl OneOrMany {
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            OneOrMany::One(s) => std::slice::from_ref(s),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+// Only for the schema: the compiler reads `preset` as a string, to answer a
+// typo with "did you mean".
+/// A provider whose claim names `preset` sets (README: Presets).
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+enum PresetSpec {
+    /// Transmit Security (Mosaic) client tokens: ts_roles, ts_permissions, tid.
+    Transmit,
+    /// Transmit B2B ID tokens: role_values, ts_permissions, org_id.
+    TransmitB2b,
+    /// Auth0 with RBAC: roles (a custom claim an Action sets), permissions, org_id.
+    Auth0,
+    /// Keycloak: realm_access.roles, scope, organization.
+    Keycloak,
+    /// Wristband: roles, permissions, tnt_id.
+    Wristband,
+    /// Axinom Mosaic: tags (as roles), no permissions claim (name the service's: permissions.<service>), tenantId.
+    Axinom,
 }
 
 /// The JSON Schema of `routes.toml` (printed by `rolegate schema`, committed as
@@ -618,15 +666,6 @@ fn default_algorithms() -> Spanned<Vec<String>> {
 }
 fn default_leeway_s() -> u64 {
     30
-}
-fn default_roles_claim() -> Vec<String> {
-    vec!["roles".to_owned()]
-}
-fn default_permissions_claim() -> Vec<String> {
-    vec!["permissions".to_owned()]
-}
-fn default_tenant_claim() -> String {
-    "tid".to_owned()
 }
 fn default_token_cache() -> usize {
     10_000

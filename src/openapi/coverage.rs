@@ -187,12 +187,12 @@ fn requires_less(
     for issuer in issuers {
         let mut missing: Vec<String> = Vec::new();
         for way in &ways {
-            if !allows(spec, path, &identity(way, issuer, snap)) {
+            if !allows(spec, path, &identity(way, issuer, snap, [spec, table_route], path)) {
                 // A requirement this generator cannot meet (e.g. a claim on a parameter it has no value for).
                 continue;
             }
             for (what, less) in way.near_misses() {
-                let auth = identity(&less, issuer, snap);
+                let auth = identity(&less, issuer, snap, [spec, table_route], path);
                 if !allows(spec, path, &auth) && allows(table_route, path, &auth) && !missing.contains(&what) {
                     missing.push(what);
                 }
@@ -277,32 +277,39 @@ fn conjunctions(req: &Requirement, params: &[(&str, &str)], mut base: Conjunctio
 }
 
 /// A verified identity of `issuer` holding exactly what `way` lists, as the
-/// gateway would read it from a token (the issuer's claim names, `[roles]`).
-fn identity(way: &Conjunction, issuer: &Arc<Issuer>, snap: &Snapshot) -> Auth {
+/// gateway would read it from a token on `routes` at `path` (the claim names
+/// in effect there, their path parameters filled in; `[roles]`).
+fn identity(way: &Conjunction, issuer: &Arc<Issuer>, snap: &Snapshot, routes: [&Route; 2], path: &str) -> Auth {
     let mut claims = Map::new();
     claims.insert("iss".into(), Value::String(issuer.name.clone()));
     let strings = |v: &[String]| Value::Array(v.iter().cloned().map(Value::String).collect());
-    if let Some(at) = issuer.permissions_claims.first() {
-        set(&mut claims, at, strings(&way.permissions));
-    }
-    if let Some(at) = issuer.roles_claims.first() {
-        set(&mut claims, at, strings(&way.roles));
+    for route in routes {
+        let names = route.claim_names.as_deref().map_or_else(|| issuer.claim_names(), |n| n.names(issuer));
+        let params = route.pattern.captures(path);
+        if let Some(keys) = names.permissions.first().and_then(|at| at.keys(&params)) {
+            set(&mut claims, &keys, strings(&way.permissions));
+        }
+        if let Some(keys) = names.roles.first().and_then(|at| at.keys(&params)) {
+            set(&mut claims, &keys, strings(&way.roles));
+        }
     }
     for (claim, value) in &way.claims {
         let at = if claim == "$tenant" { issuer.tenant_claim.as_str() } else { claim.as_str() };
-        set(&mut claims, at, Value::String(value.clone()));
+        let keys: Vec<String> = at.split('.').map(str::to_owned).collect();
+        set(&mut claims, &keys, Value::String(value.clone()));
     }
     Auth::Valid(Arc::new(identity_from_claims(claims, Arc::clone(issuer), &snap.roles, None)))
 }
 
-/// Puts `value` at a dotted claim path, making the objects on the way.
-fn set(claims: &mut Map<String, Value>, path: &str, value: Value) {
-    match path.split_once('.') {
-        None => {
-            claims.insert(path.to_owned(), value);
+/// Puts `value` at a claim path (its keys), making the objects on the way.
+fn set(claims: &mut Map<String, Value>, keys: &[String], value: Value) {
+    match keys {
+        [] => {}
+        [last] => {
+            claims.insert(last.clone(), value);
         }
-        Some((head, rest)) => {
-            let child = claims.entry(head.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        [head, rest @ ..] => {
+            let child = claims.entry(head.clone()).or_insert_with(|| Value::Object(Map::new()));
             if !child.is_object() {
                 *child = Value::Object(Map::new());
             }

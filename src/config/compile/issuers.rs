@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use toml::Spanned;
 
+use crate::auth::claims::ClaimPath;
 use crate::auth::keys::{self, VerifyKey};
 use crate::auth::remote::{RemoteKeys, Source as RemoteSource};
 use crate::auth::Issuer;
-use crate::config::file::IssuerSpec;
+use crate::config::file::{IssuerSpec, OneOrMany};
 use crate::snapshot::Snapshot;
 
 use super::Compiler;
@@ -123,19 +124,116 @@ pub(super) fn compile_issuer(
             c.warnings.push(format!("issuer {:?}: no key accepts {alg:?}; such tokens will be refused", s.issuer));
         }
     }
+    let preset = s.preset.as_ref().and_then(|p| match PRESETS.iter().find(|x| x.name == p.get_ref()) {
+        Some(x) => Some(x),
+        None => {
+            let names = PRESETS.iter().map(|x| x.name);
+            c.err(
+                Some(p),
+                format!(
+                    "unknown preset {:?}{}; the presets are {}",
+                    p.get_ref(),
+                    crate::config::names::did_you_mean(p.get_ref(), names.clone()),
+                    names.collect::<Vec<_>>().join(", ")
+                ),
+            );
+            None
+        }
+    });
+    let roles_claims =
+        claim_paths(c, "roles_claim", s.roles_claim.as_ref(), preset.map_or(&["roles"][..], |p| p.roles));
+    let permissions_claims = claim_paths(
+        c,
+        "permissions_claim",
+        s.permissions_claim.as_ref(),
+        preset.map_or(&["permissions"][..], |p| p.permissions),
+    );
+    if let (Some(p), Some(at)) = (preset.filter(|p| p.permissions.is_empty()), s.preset.as_ref()) {
+        if s.permissions_claim.is_none() {
+            let (line, _) = c.loc.line_col(at.span().start);
+            c.warnings.push(format!(
+                "{}:{line}: issuer {:?}: preset {:?} reads no permissions: {}",
+                c.loc.file().display(),
+                s.issuer,
+                p.name,
+                p.note
+            ));
+        }
+    }
     Some(Issuer {
         name: s.issuer.clone(),
         audiences: s.audiences.clone().unwrap_or_default(),
         algorithms,
         keys,
         leeway_s: s.leeway_s,
-        roles_claims: s.roles_claim.clone(),
-        permissions_claims: s.permissions_claim.clone(),
-        tenant_claim: s.tenant_claim.clone(),
+        roles_claims,
+        permissions_claims,
+        default_roles: s.default_roles.as_ref().map(|d| d.get_ref().clone()).unwrap_or_default(),
+        tenant_claim: s.tenant_claim.clone().unwrap_or_else(|| preset.map_or("tid", |p| p.tenant).to_owned()),
         require_exp: s.require_exp,
         token_types: compile_token_types(c, s.token_types.as_ref()),
         remote,
     })
+}
+
+/// A provider's claim names, as `preset` sets them (keys set explicitly win).
+pub(super) struct Preset {
+    pub name: &'static str,
+    pub roles: &'static [&'static str],
+    pub permissions: &'static [&'static str],
+    pub tenant: &'static str,
+    /// Why `permissions` is empty, when it is.
+    pub note: &'static str,
+}
+
+/// The presets; README "Presets" says where each name comes from.
+pub(super) const PRESETS: &[Preset] = &[
+    Preset { name: "transmit", roles: &["ts_roles"], permissions: &["ts_permissions"], tenant: "tid", note: "" },
+    Preset {
+        name: "transmit-b2b",
+        roles: &["role_values"],
+        permissions: &["ts_permissions"],
+        tenant: "org_id",
+        note: "",
+    },
+    Preset { name: "auth0", roles: &["roles"], permissions: &["permissions"], tenant: "org_id", note: "" },
+    Preset {
+        name: "keycloak",
+        roles: &["realm_access.roles"],
+        permissions: &["scope"],
+        tenant: "organization",
+        note: "",
+    },
+    Preset { name: "wristband", roles: &["roles"], permissions: &["permissions"], tenant: "tnt_id", note: "" },
+    Preset {
+        name: "axinom",
+        roles: &["tags"],
+        permissions: &[],
+        tenant: "tenantId",
+        note: "Axinom's `permissions` claim is an object by service; name the service whose permissions \
+               routes require, e.g. permissions_claim = \"permissions.media-service\"",
+    },
+];
+
+/// A `roles_claim` / `permissions_claim` (of an issuer or a route) compiled;
+/// `default` (the preset's or the built-in names) when it is not set.
+pub(super) fn claim_paths(
+    c: &mut Compiler<'_>,
+    key: &str,
+    spec: Option<&Spanned<OneOrMany>>,
+    default: &[&str],
+) -> Vec<ClaimPath> {
+    let Some(spec) = spec else {
+        return default.iter().map(|d| ClaimPath::parse(d).expect("a preset's claim paths parse")).collect();
+    };
+    let mut out = Vec::new();
+    for text in spec.get_ref().as_slice() {
+        match ClaimPath::parse(text) {
+            Ok(p) => out.push(p),
+            Err(e) => c.err(Some(spec), format!("{key}: {e}")),
+        }
+    }
+    out
 }
 
 /// `token_types`, as compared: lower-case, without an `application/` prefix.

@@ -171,6 +171,56 @@ pub(super) fn lint_routes(c: &mut Compiler<'_>, routes: &[Route]) {
     }
 }
 
+/// Warnings for the protected routes that need roles or permissions but
+/// whose path lacks a parameter an issuer's claim path names
+/// (`organization.{tenant}.roles` on a route without `{tenant}`): that claim
+/// gives them none.
+/// `roles_grant`: some `[roles]` entry grants permissions (then roles give permissions too).
+pub(super) fn lint_param_claims(c: &mut Compiler<'_>, routes: &[Route], issuers: &[Issuer], roles_grant: bool) {
+    /// Whether `req` reads what a roles claim (`roles`) or a permissions claim gives.
+    fn needs(req: &Requirement, roles: bool, roles_grant: bool) -> bool {
+        let perms = !req.all_permissions.is_empty() || !req.any_permissions.is_empty();
+        let role_checks = !req.all_roles.is_empty() || !req.any_roles.is_empty();
+        let direct = if roles { role_checks || (perms && roles_grant) } else { perms };
+        direct || req.any_of.iter().any(|alt| needs(alt, roles, roles_grant))
+    }
+    let file = c.loc.file().display().to_string();
+    for issuer in issuers.iter().filter(|i| i.has_param_claims()) {
+        for route in routes {
+            let Access::Protected(req) = &route.access else { continue };
+            let own = route.claim_names.as_deref();
+            let kinds = [
+                ("roles_claim", "roles", &issuer.roles_claims, own.is_some_and(|n| n.roles.is_some()), true),
+                (
+                    "permissions_claim",
+                    "permissions",
+                    &issuer.permissions_claims,
+                    own.is_some_and(|n| n.permissions.is_some()),
+                    false,
+                ),
+            ];
+            for (key, what, paths, overridden, roles) in kinds {
+                if overridden || !needs(req, roles, roles_grant) {
+                    continue;
+                }
+                for path in paths.iter() {
+                    let Some(missing) = path.params().find(|p| !route.pattern.params.iter().any(|q| q == p)) else {
+                        continue;
+                    };
+                    c.warnings.push(format!(
+                        "{file}:{}: route {:?}: its path has no {{{missing}}}, so {key} {:?} of issuer {:?} gives it no {what} \
+                         (add {{{missing}}} to the path, or give the route its own {key})",
+                        route.line,
+                        &*route.name,
+                        path.as_str(),
+                        issuer.name
+                    ));
+                }
+            }
+        }
+    }
+}
+
 /// `[defaults] log_claims`, with a warning for each claim that decisions read
 /// but the log would not record (a replay of that log could not see it).
 pub(super) fn compile_log_claims(
@@ -191,8 +241,10 @@ pub(super) fn compile_log_claims(
         return logged;
     };
     let mut read: Vec<String> = Vec::new();
+    // A path with a parameter is recorded whole from where the parameter selects.
+    let logged_as = |p: &crate::auth::claims::ClaimPath| p.prefix();
     for issuer in issuers {
-        read.extend(issuer.roles_claims.iter().chain(&issuer.permissions_claims).cloned());
+        read.extend(issuer.roles_claims.iter().chain(&issuer.permissions_claims).map(logged_as));
     }
     fn claims_of(req: &Requirement, issuers: &[Issuer], read: &mut Vec<String>) {
         for check in &req.claims {
@@ -207,7 +259,11 @@ pub(super) fn compile_log_claims(
         if let Access::Protected(req) = &route.access {
             claims_of(req, issuers, &mut read);
         }
+        if let Some(names) = &route.claim_names {
+            read.extend(names.roles.iter().chain(&names.permissions).flatten().map(logged_as));
+        }
     }
+    read.retain(|r| !r.is_empty());
     read.sort();
     read.dedup();
     // A logged parent path (`realm_access`) records everything below it.

@@ -8,21 +8,31 @@ use globset::GlobBuilder;
 use http::Method;
 use toml::Spanned;
 
-use crate::config::file::{ClaimValue, ModeSpec, RequirementSpec, RouteSpec, RoutesFile, UnmatchedSpec};
-use crate::routes::{Access, Mode, Pattern, Route, RouteTable};
+use crate::auth::claims::RoleClosure;
+use crate::auth::Issuer;
+use crate::config::file::{ClaimValue, ModeSpec, OneOrMany, RequirementSpec, RouteSpec, RoutesFile, UnmatchedSpec};
+use crate::routes::{Access, Mode, Pattern, Route, RouteClaimNames, RouteTable};
 use crate::routes::{ClaimCheck, Requirement, TemplatePart};
 use crate::snapshot::Snapshot;
 use crate::upstream::Upstream;
 
-use super::lint::lint_routes;
+use super::issuers::claim_paths;
+use super::lint::{lint_param_claims, lint_routes};
 use super::Compiler;
 
 pub(super) type CompiledRoutes = (Option<RouteTable>, Option<Route>);
+
+/// What routes need of the issuers and `[roles]` to read roles at decision time.
+pub(super) struct ClaimContext<'a> {
+    pub issuers: &'a [Issuer],
+    pub closure: &'a Arc<RoleClosure>,
+}
 
 pub(super) fn compile_routes(
     c: &mut Compiler<'_>,
     file: &RoutesFile,
     upstreams: &BTreeMap<String, Arc<Upstream>>,
+    claims: &ClaimContext<'_>,
     previous: Option<&Snapshot>,
 ) -> CompiledRoutes {
     // A reload reuses the compiled patterns of the serving table (a pattern is a
@@ -47,11 +57,13 @@ pub(super) fn compile_routes(
     let mut routes = Vec::with_capacity(file.routes.len());
     for (index, spec) in file.routes.iter().enumerate() {
         crate::pace::point();
-        if let Some(route) = compile_route(c, index, spec, upstreams, &upgrades, &known) {
+        if let Some(route) = compile_route(c, index, spec, upstreams, &upgrades, &known, claims) {
             routes.push(route);
         }
     }
     lint_routes(c, &routes);
+    let roles_grant = file.roles.values().any(|r| !r.get_ref().permissions.is_empty());
+    lint_param_claims(c, &routes, claims.issuers, roles_grant);
     c.warnings.extend(crate::config::names::undefined_in_roles(c.loc.file(), &file.roles, &routes));
     let unmatched = match file.defaults.unmatched {
         UnmatchedSpec::Deny => None,
@@ -67,6 +79,7 @@ pub(super) fn compile_routes(
                 access: Access::Protected(Requirement::default()),
                 mode: Mode::Enforce,
                 upgrades: upgrades.get("default").cloned().unwrap_or(default_upgrades),
+                claim_names: None,
             }),
             None => {
                 c.err::<()>(
@@ -87,6 +100,7 @@ pub(super) fn compile_route(
     upstreams: &BTreeMap<String, Arc<Upstream>>,
     upgrades: &BTreeMap<&str, Arc<[Box<str>]>>,
     known: &FastMap<&str, &Arc<Pattern>>,
+    claims: &ClaimContext<'_>,
 ) -> Option<Route> {
     let s = spec.get_ref();
     let line = c.loc.line_col(spec.span().start).0;
@@ -156,9 +170,16 @@ pub(super) fn compile_route(
         },
         &params,
     );
+    let claim_names = route_claim_names(c, s, &name, &params, claims);
     let access = if s.public {
         if !requirement.is_empty() {
             c.err(Some(spec), format!("route {name:?} is public and has requirements; a public route ignores tokens"));
+        }
+        if let Some(at) = s.roles_claim.as_ref().or(s.permissions_claim.as_ref()) {
+            c.err(
+                Some(at),
+                format!("route {name:?} is public: it reads no token, so no roles_claim or permissions_claim"),
+            );
         }
         Access::Public
     } else {
@@ -181,7 +202,43 @@ pub(super) fn compile_route(
             Some(list) => compile_upgrades(c, list),
             None => upgrades.get(upstream_name).cloned().unwrap_or_else(|| Arc::from([Box::from("websocket")])),
         },
+        claim_names: claim_names.filter(|_| !s.public),
     })
+}
+
+/// The route's own `roles_claim` / `permissions_claim`, each `{param}` a
+/// parameter of its path; or, without them, whether an issuer's claim path
+/// names a parameter of its path: then the route reads roles at decision time.
+fn route_claim_names(
+    c: &mut Compiler<'_>,
+    s: &RouteSpec,
+    name: &str,
+    params: &[String],
+    claims: &ClaimContext<'_>,
+) -> Option<Box<RouteClaimNames>> {
+    let own = |c: &mut Compiler<'_>, key: &str, spec: Option<&Spanned<OneOrMany>>| {
+        let spec = spec?;
+        let paths = claim_paths(c, key, Some(spec), &[]);
+        for p in &paths {
+            for param in p.params().filter(|p| !params.iter().any(|q| q == p)) {
+                c.err(
+                    Some(spec),
+                    format!("route {name:?}: {key} {:?}: the path has no parameter {{{param}}}", p.as_str()),
+                );
+            }
+        }
+        Some(paths)
+    };
+    let roles = own(c, "roles_claim", s.roles_claim.as_ref());
+    let permissions = own(c, "permissions_claim", s.permissions_claim.as_ref());
+    let issuer_params = claims.issuers.iter().any(|i| {
+        let mut paths = roles.is_none().then_some(&i.roles_claims).into_iter().flatten();
+        let mut perms = permissions.is_none().then_some(&i.permissions_claims).into_iter().flatten();
+        paths.any(|p| p.params().any(|q| params.iter().any(|r| r == q)))
+            || perms.any(|p| p.params().any(|q| params.iter().any(|r| r == q)))
+    });
+    (roles.is_some() || permissions.is_some() || issuer_params)
+        .then(|| Box::new(RouteClaimNames { roles, permissions, closure: Arc::clone(claims.closure) }))
 }
 
 pub(super) fn compile_requirement(c: &mut Compiler<'_>, s: &RequirementSpec, params: &[String]) -> Requirement {
