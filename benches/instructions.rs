@@ -14,7 +14,11 @@
 //!
 //! `ROLEGATE_INSN_REQUESTS` (default 2000) and `ROLEGATE_INSN_MODE` (`proxy`
 //! or `direct`) select the run; `ROLEGATE_INSN_HEADERS=1` forwards the example
-//! table's identity headers.
+//! table's identity headers. For the scale of the table:
+//! `ROLEGATE_INSN_ROUTES` (routes in the table, default 10; the matching one
+//! is last), `ROLEGATE_INSN_TOKEN_ROLES` (roles in the token, default 1) and
+//! `ROLEGATE_INSN_DEEP=1` (1,000 roles in chains of 10 `includes`; the token
+//! holds a chain's top).
 
 mod common;
 
@@ -114,8 +118,21 @@ fn main() {
         // Keys from files (bench/instructions.sh makes them once): key generation
         // takes a random number of instructions, which would not cancel out.
         let keys = std::path::PathBuf::from(std::env::var("ROLEGATE_INSN_KEYS").expect("ROLEGATE_INSN_KEYS"));
-        let fx = common::fixture_with_keys(10, &keys);
-        let mut toml = common::routes_toml(10).replace("http://127.0.0.1:9", &format!("http://{up_addr}"));
+        let var = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+        let routes = var("ROLEGATE_INSN_ROUTES", 10);
+        let token_roles = var("ROLEGATE_INSN_TOKEN_ROLES", 1);
+        let deep = var("ROLEGATE_INSN_DEEP", 0) == 1;
+        let fx = common::fixture_with_keys(routes, &keys);
+        let mut toml = common::routes_toml(routes).replace("http://127.0.0.1:9", &format!("http://{up_addr}"));
+        if deep {
+            // 100 chains of 10: c{k}_0 includes c{k}_1 ... includes c{k}_9, which grants users:read.
+            for k in 0..100 {
+                for d in 0..10 {
+                    let grant = if d < 9 { format!("includes = [\"c{k}_{}\"]", d + 1) } else { format!("permissions = [\"users:read\", \"p:{k}\"]") };
+                    toml.push_str(&format!("\n[roles.c{k}_{d}]\n{grant}\n"));
+                }
+            }
+        }
         if identity_headers {
             toml = format!("[forward]\nheaders = {{ \"x-auth-subject\" = \"sub\", \"x-auth-roles\" = \"$roles\", \"x-auth-permissions\" = \"$permissions\" }}\n{toml}");
         }
@@ -130,7 +147,9 @@ fn main() {
             let _ = stopped.await;
         }));
 
-        let claims = json!({"iss": common::ISS, "aud": "bench", "sub": "u", "ts_roles": ["reader"], "ts_permissions": ["a:1", "b:2", "users:read"]});
+        let mut roles: Vec<String> = vec![if deep { "c7_0".into() } else { "reader".into() }];
+        roles.extend((1..token_roles).map(|i| format!("team-{i}")));
+        let claims = json!({"iss": common::ISS, "aud": "bench", "sub": "u", "ts_roles": roles, "ts_permissions": ["a:1", "b:2", "users:read"]});
         let token = mint::sign(&Signer::Pem(fx.rsa.private_pem.as_bytes().to_vec()), &claims, Some("rsa"), Some(3600))
             .expect("token");
         let head = format!(
