@@ -11,6 +11,7 @@
 #   ROUTES=10000 bench/instructions.sh   # 10,000 routes, the matching one last
 #   TOKEN_ROLES=200 bench/instructions.sh  # a token with 200 roles
 #   DEEP=1 bench/instructions.sh     # 1,000 roles in chains of 10 `includes`
+#   CHURN=1 bench/instructions.sh    # a new connection per request
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -34,7 +35,7 @@ export ROLEGATE_INSN_KEYS=$keys
 count() { # mode requests -> total instructions
   local out; out=$(mktemp)
   ROLEGATE_INSN_MODE=$1 ROLEGATE_INSN_REQUESTS=$2 ROLEGATE_INSN_HEADERS=${HEADERS:-0} ROLEGATE_INSN_LOG=${LOG:-0} \
-    ROLEGATE_INSN_ROUTES=${ROUTES:-10} ROLEGATE_INSN_TOKEN_ROLES=${TOKEN_ROLES:-1} ROLEGATE_INSN_DEEP=${DEEP:-0} \
+    ROLEGATE_INSN_ROUTES=${ROUTES:-10} ROLEGATE_INSN_TOKEN_ROLES=${TOKEN_ROLES:-1} ROLEGATE_INSN_DEEP=${DEEP:-0} ROLEGATE_INSN_CHURN=${CHURN:-0} \
     valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" >/dev/null 2>&1
   awk '/^summary:/ {print $2}' "$out"; rm -f "$out"
 }

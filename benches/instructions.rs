@@ -18,7 +18,8 @@
 //! `ROLEGATE_INSN_ROUTES` (routes in the table, default 10; the matching one
 //! is last), `ROLEGATE_INSN_TOKEN_ROLES` (roles in the token, default 1) and
 //! `ROLEGATE_INSN_DEEP=1` (1,000 roles in chains of 10 `includes`; the token
-//! holds a chain's top).
+//! holds a chain's top). `ROLEGATE_INSN_CHURN=1`: a new connection per
+//! request (`Connection: close`).
 
 mod common;
 
@@ -73,13 +74,19 @@ async fn upstream(listener: TcpListener) {
     }
 }
 
-/// Sends `head` `n` times on one keep-alive connection, reading each response whole.
-async fn client(addr: SocketAddr, head: Vec<u8>, n: usize) {
+/// Sends `head` `n` times on one keep-alive connection, reading each response
+/// whole; with `churn`, on a new connection each time (the head asks to close).
+async fn client(addr: SocketAddr, head: Vec<u8>, n: usize, churn: bool) {
     let mut io = TcpStream::connect(addr).await.expect("connect");
     io.set_nodelay(true).expect("nodelay");
     let mut buf = Vec::with_capacity(8192);
     let mut chunk = [0u8; 8192];
-    for _ in 0..n {
+    for i in 0..n {
+        if churn && i > 0 {
+            // The response was read whole: close, and connect anew.
+            io = TcpStream::connect(addr).await.expect("connect");
+            io.set_nodelay(true).expect("nodelay");
+        }
         io.write_all(&head).await.expect("write");
         buf.clear();
         loop {
@@ -152,12 +159,14 @@ fn main() {
         let claims = json!({"iss": common::ISS, "aud": "bench", "sub": "u", "ts_roles": roles, "ts_permissions": ["a:1", "b:2", "users:read"]});
         let token = mint::sign(&Signer::Pem(fx.rsa.private_pem.as_bytes().to_vec()), &claims, Some("rsa"), Some(3600))
             .expect("token");
+        let churn = var("ROLEGATE_INSN_CHURN", 0) == 1;
+        let close = if churn { "Connection: close\r\n" } else { "" };
         let head = format!(
-            "GET /v1/users/123 HTTP/1.1\r\nHost: api.bench\r\nUser-Agent: wrk\r\nAccept: */*\r\nAuthorization: Bearer {token}\r\n\r\n"
+            "GET /v1/users/123 HTTP/1.1\r\nHost: api.bench\r\nUser-Agent: wrk\r\nAccept: */*\r\n{close}Authorization: Bearer {token}\r\n\r\n"
         )
         .into_bytes();
         let target = if mode == "direct" { up_addr } else { gw_addr };
-        client(target, head, n).await;
+        client(target, head, n, churn).await;
         // Let the last response's connection bookkeeping finish inside the measured run.
         tokio::time::sleep(Duration::from_millis(10)).await;
     });

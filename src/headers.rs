@@ -327,7 +327,10 @@ impl ClientConn {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
             v4 @ IpAddr::V4(_) => v4,
         };
-        let ip_header = HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        let mut text = Vec::with_capacity(15);
+        crate::sock::write_ip(&mut text, ip);
+        let ip_header = HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         ClientConn { addr, ip_header, tls }
     }
 }

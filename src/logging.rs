@@ -151,7 +151,7 @@ pub fn json_line(out: &mut Vec<u8>, line: &Access<'_>, now: SystemTime) {
         text!("claims", claims);
     }
     out.extend_from_slice(b",\"client\":\"");
-    ip(out, line.client);
+    crate::sock::write_ip(out, line.client);
     out.push(b'"');
     text!("upstream", line.upstream);
     if let Some(authz) = line.authz {
@@ -162,24 +162,6 @@ pub fn json_line(out: &mut Vec<u8>, line: &Access<'_>, now: SystemTime) {
     }
     number!("duration_us", line.duration_us);
     out.extend_from_slice(b",\"target\":\"rolegate::access\"}\n");
-}
-
-/// An address as `Display` writes it; IPv4 (the common case) without the
-/// formatting machinery.
-fn ip(out: &mut Vec<u8>, addr: IpAddr) {
-    match addr {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                out.extend_from_slice(itoa::Buffer::new().format(octet).as_bytes());
-            }
-        }
-        IpAddr::V6(_) => {
-            let _ = write!(out, "{addr}");
-        }
-    }
 }
 
 /// A JSON string's contents, escaped as serde_json escapes them. Text with
@@ -418,7 +400,7 @@ mod tests {
         ] {
             let addr: IpAddr = addr.parse().unwrap();
             let mut out = Vec::new();
-            ip(&mut out, addr);
+            crate::sock::write_ip(&mut out, addr);
             assert_eq!(String::from_utf8(out).unwrap(), addr.to_string());
         }
     }

@@ -135,6 +135,7 @@ async fn serve_until_drained(
 ) -> bool {
     let gateway = Arc::new(gateway);
     let addr = listener.local_addr().map_or_else(|_| "-".to_owned(), |a| a.to_string());
+    let nodelay_inherited = nodelay_on_listener(&listener);
     let worker = std::thread::current().name().unwrap_or("-").to_owned();
     // HTTP/1.1 (and 1.0) on plain TCP. hyper's http1 builder directly, rather
     // than the auto (h1/h2 sniffing) builder: measured cheaper per request.
@@ -191,7 +192,9 @@ async fn serve_until_drained(
             drop(stream);
             continue;
         };
-        let _ = stream.set_nodelay(true);
+        if !nodelay_inherited {
+            let _ = stream.set_nodelay(true);
+        }
         let gw = Arc::clone(&gateway);
         let open = gateway.metrics().open_connections.clone();
         open.inc();
@@ -202,33 +205,44 @@ async fn serve_until_drained(
             None => {
                 let (builder, limits, h2_builder) =
                     (Arc::clone(&builder), Arc::clone(&limits), Arc::clone(&h2_builder));
-                tokio::spawn(async move {
+                // Boxed before it is spawned: the task is then moved as a pointer,
+                // not copied (kilobytes, several times) on every accept.
+                tokio::spawn(Box::pin(async move {
                     // The lean server takes plain requests; hyper, from the first other one on.
                     match lean::serve(stream, &gw, &client, &limits, &stop).await {
+                        // hyper's connection states are boxed: rare here, they would
+                        // otherwise make every connection's task (allocated, and
+                        // copied, on each accept) kilobytes larger.
                         lean::End::Handover(io) => {
-                            let activity = Arc::new(Activity::new(max_resets));
-                            let service = hyper_service(gw, client, Arc::clone(&activity));
-                            // With upgrades: a WebSocket (or other Upgrade) on an allowed route is passed through.
-                            let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
-                            drive!(conn, &mut stop, &activity, idle_timeout, peer);
+                            Box::pin(async {
+                                let activity = Arc::new(Activity::new(max_resets));
+                                let service = hyper_service(gw, client, Arc::clone(&activity));
+                                // With upgrades: a WebSocket (or other Upgrade) on an allowed route is passed through.
+                                let conn = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+                                drive!(conn, &mut stop, &activity, idle_timeout, peer);
+                            })
+                            .await;
                         }
                         lean::End::H2c(io) => {
-                            let activity = Arc::new(Activity::new(max_resets));
-                            let service = hyper_service(gw, client, Arc::clone(&activity));
-                            let conn = h2_builder.serve_connection(TokioIo::new(io), service);
-                            drive!(conn, &mut stop, &activity, idle_timeout, peer);
+                            Box::pin(async {
+                                let activity = Arc::new(Activity::new(max_resets));
+                                let service = hyper_service(gw, client, Arc::clone(&activity));
+                                let conn = h2_builder.serve_connection(TokioIo::new(io), service);
+                                drive!(conn, &mut stop, &activity, idle_timeout, peer);
+                            })
+                            .await;
                         }
                         lean::End::Closed => {}
                     }
                     open.dec();
                     drop((permit, drain));
-                });
+                }));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let auto_builder = Arc::clone(&auto_builder);
                 let handshake_timeout = opts.header_read_timeout;
-                tokio::spawn(async move {
+                tokio::spawn(Box::pin(async move {
                     // The handshake counts against the header timeout (slow TLS clients too).
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
@@ -244,7 +258,7 @@ async fn serve_until_drained(
                     }
                     open.dec();
                     drop((permit, drain));
-                });
+                }));
             }
         }
     }
@@ -443,6 +457,13 @@ pub fn serve_workers(
     Ok(())
 }
 
+/// Sets `TCP_NODELAY` on a listening socket, where the sockets it accepts
+/// inherit it (Linux): one system call for the listener instead of one per
+/// accepted connection. Whether they do is checked in the tests below.
+fn nodelay_on_listener(listener: &TcpListener) -> bool {
+    cfg!(target_os = "linux") && socket2::SockRef::from(listener).set_tcp_nodelay(true).is_ok()
+}
+
 /// Binds a listening socket with a deep accept queue (load tests open many
 /// connections at once; the OS default of 128 drops SYNs under bursts).
 pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -484,5 +505,23 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
         {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connections are served without Nagle's delay: on Linux through the
+    /// listener (its accepted sockets inherit the option), elsewhere per connection.
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let inherited = nodelay_on_listener(&listener);
+        assert_eq!(inherited, cfg!(target_os = "linux"));
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert_eq!(accepted.nodelay().unwrap(), inherited);
     }
 }

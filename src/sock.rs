@@ -5,6 +5,8 @@
 //! proxied request under load before this).
 
 use std::io;
+use std::io::Write as _;
+use std::net::IpAddr;
 
 use bytes::BytesMut;
 use tokio::io::Interest;
@@ -33,4 +35,23 @@ pub fn read_drained(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     });
     // A short read comes back as `WouldBlock` from `try_io`: its bytes count.
     got.map_or(read, Ok)
+}
+
+/// An address as `Display` writes it, IPv4 (the common case) without the
+/// formatting machinery: for the access log, and for `X-Forwarded-For`
+/// (made once per accepted connection).
+pub fn write_ip(out: &mut Vec<u8>, addr: IpAddr) {
+    match addr {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(itoa::Buffer::new().format(octet).as_bytes());
+            }
+        }
+        IpAddr::V6(_) => {
+            let _ = write!(out, "{addr}");
+        }
+    }
 }

@@ -79,7 +79,7 @@ pub(super) async fn serve(
 ) -> End {
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut out = Vec::with_capacity(8 * 1024);
-    let mut fields = Vec::new();
+    let mut fields = Vec::with_capacity(16);
     // The first request's head must come within the header timeout of the
     // connection's start; a later one's within the header timeout of its first
     // byte, which may take the idle timeout to come.
