@@ -288,7 +288,10 @@ pub fn underscore_name(headers: &HeaderMap) -> Option<&HeaderName> {
 
 /// Whether a client header must not reach the upstream: an underscore name
 /// (unless allowed), a name in the identity namespace, an override header, or
-/// an underscore spelling of a header the gateway sets. `name` is lower-case.
+/// an underscore spelling of a header the gateway sets, of `Content-Length`
+/// or of a hop-by-hop header (a CGI-style upstream reads `Transfer_Encoding`
+/// as `Transfer-Encoding`: the framing it sees must be the gateway's). `name`
+/// is lower-case.
 fn removed_client_header(name: &str, plan: &ForwardPlan) -> bool {
     let underscore = name.as_bytes().contains(&b'_');
     if underscore && plan.underscores != Underscores::Allow {
@@ -309,7 +312,11 @@ fn removed_client_header(name: &str, plan: &ForwardPlan) -> bool {
     }
     let kept = || plan.keep.iter().any(|k| k.as_str() == name);
     (OVERRIDE_HEADERS.contains(&name) && !kept())
-        || (underscore && (GATEWAY_SET.contains(&name) || PATH_AND_ADDRESS_HEADERS.contains(&name)))
+        || (underscore
+            && (GATEWAY_SET.contains(&name)
+                || PATH_AND_ADDRESS_HEADERS.contains(&name)
+                || name == "content-length"
+                || special(name) & (bit::HOP_BY_HOP | bit::EXPECT) != 0))
 }
 
 /// The client end of one connection, prepared once per connection.
