@@ -87,6 +87,10 @@ pub struct Upstream {
     h2: http2::Pools,
     /// TLS of an `https://` upstream: connector and the name to verify.
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+    /// For `auto`: a connector offering only `http/1.1`, for the connections
+    /// of HTTP/1.1 exchanges (an upgrade, or an upstream ALPN made HTTP/1.1):
+    /// such a connection must never be one the upstream took as HTTP/2.
+    tls_http1: Option<tokio_rustls::TlsConnector>,
     ca_file: Option<std::path::PathBuf>,
 }
 
@@ -140,6 +144,7 @@ impl Upstream {
             (Some(p), _) => p,
         };
         // Root certificates are loaded only for https:// upstreams.
+        let mut tls_http1 = None;
         let tls = match https {
             true => {
                 let mut config = crate::tls::client_config(ca_file)?;
@@ -150,6 +155,11 @@ impl Upstream {
                 };
                 let server_name =
                     ServerName::try_from(bare_host.to_owned()).map_err(|e| format!("upstream url {url:?}: {e}"))?;
+                if protocol == Protocol::Auto {
+                    let mut http1 = config.clone();
+                    http1.alpn_protocols = vec![b"http/1.1".to_vec()];
+                    tls_http1 = Some(tokio_rustls::TlsConnector::from(Arc::new(http1)));
+                }
                 Some((tokio_rustls::TlsConnector::from(Arc::new(config)), server_name))
             }
             false => None,
@@ -167,6 +177,7 @@ impl Upstream {
             idle: pool::Pools::new(MAX_POOLS),
             h2: http2::Pools::new(MAX_POOLS),
             tls,
+            tls_http1,
             ca_file: ca_file.map(std::path::Path::to_path_buf),
         })
     }
@@ -193,7 +204,8 @@ impl Upstream {
     }
 
     /// A new connection: TCP (no per-connection DNS for IP literals, `TCP_NODELAY`), then TLS for `https://`.
-    async fn connect(&self) -> Result<conn::Io, UpstreamError> {
+    /// `http1`: for an HTTP/1.1 exchange (ALPN offers only `http/1.1`).
+    async fn connect(&self, http1: bool) -> Result<conn::Io, UpstreamError> {
         let connect_error = || UpstreamError::Connect(self.name.clone());
         let tcp = tokio::time::timeout(self.connect_timeout, async {
             match self.addr {
@@ -211,11 +223,21 @@ impl Upstream {
         match &self.tls {
             None => Ok(conn::Io::Plain(tcp)),
             Some((connector, name)) => {
+                let connector = match (&self.tls_http1, http1) {
+                    (Some(http1_only), true) => http1_only,
+                    _ => connector,
+                };
                 let tls = tokio::time::timeout(self.connect_timeout, connector.connect(name.clone(), tcp))
                     .await
                     .map_err(|_| connect_error())?
                     .map_err(|e| UpstreamError::Failed(self.name.clone(), format!("TLS: {e}")))?;
                 let io = conn::Io::Tls(Box::new(tls));
+                if http1 && io.alpn_h2() {
+                    return Err(UpstreamError::Failed(
+                        self.name.clone(),
+                        "TLS: the upstream chose h2 (ALPN) for HTTP/1.1".into(),
+                    ));
+                }
                 if self.protocol == Protocol::H2 && !io.alpn_h2() {
                     return Err(UpstreamError::Failed(
                         self.name.clone(),
@@ -332,7 +354,7 @@ struct Call<'a> {
 /// An `auto` upstream's first connection: ALPN says which protocol it speaks;
 /// the connection joins that protocol's pool. Returns whether it is HTTP/2.
 async fn learn_alpn(up: &Arc<Upstream>, worker: usize, deadline: tokio::time::Instant) -> Result<bool, UpstreamError> {
-    let connect = tokio::time::timeout_at(deadline, Box::pin(up.connect()));
+    let connect = tokio::time::timeout_at(deadline, Box::pin(up.connect(false)));
     let io = connect.await.map_err(|_| UpstreamError::Timeout(up.name.clone()))??;
     let h2 = io.alpn_h2();
     up.alpn.store(if h2 { ALPN_H2 } else { ALPN_HTTP1 }, Ordering::Relaxed);

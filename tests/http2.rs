@@ -277,6 +277,45 @@ async fn a_slow_reader_on_one_stream_does_not_stall_the_others() {
     drop(stalled);
 }
 
+/// Many stalled streams (each its own client connection, so no client-side
+/// window is shared) do not stall a fresh client's requests on the gateway's
+/// HTTP/2 connections to the upstream: a connection carries no more streams
+/// than its window holds stream windows.
+#[tokio::test]
+async fn many_stalled_streams_do_not_stall_the_upstream_connection() {
+    let (up, _) = echo_upstream(None).await;
+    let gw = TestGateway::with_routes(&routes(up, "h2c")).await;
+    let admin = rs256(&claims(json!({"ts_roles": ["admin"]})));
+    let mut stalled = Vec::new();
+    for i in 0..24 {
+        let Client::H2(mut client) = Client::connect(gw.addr, true).await else { unreachable!() };
+        let big = Request::get(format!("http://gw.test/admin/big{i}"))
+            .header("authorization", format!("Bearer {admin}"))
+            .header("x-big", (64 * 1024 * 1024).to_string())
+            .body(Frames::new(&[], None))
+            .unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(10), client.send_request(big))
+            .await
+            .expect("stalled stream answered")
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        stalled.push((client, resp));
+    }
+    let Client::H2(mut fresh) = Client::connect(gw.addr, true).await else { unreachable!() };
+    for i in 0..10 {
+        let req = Request::post(format!("http://gw.test/admin/small{i}"))
+            .header("authorization", format!("Bearer {admin}"))
+            .body(Frames::new(&[b"ping"], None))
+            .unwrap();
+        let resp =
+            tokio::time::timeout(Duration::from_secs(10), fresh.send_request(req)).await.expect("not stalled").unwrap();
+        let body =
+            tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect()).await.expect("not stalled");
+        assert_eq!(&body.unwrap().to_bytes()[..], b"ping");
+    }
+    drop(stalled);
+}
+
 /// Rapid reset (CVE-2023-44487): a client that resets more streams than
 /// `h2_max_resets` allows within the window is disconnected.
 #[tokio::test]

@@ -100,7 +100,7 @@ impl Upstream {
         }
         // Boxed: connecting (TCP, TLS) is rare and its future is large;
         // inline, it would be copied with every request's future.
-        let connect = tokio::time::timeout_at(deadline, Box::pin(self.connect()));
+        let connect = tokio::time::timeout_at(deadline, Box::pin(self.connect(true)));
         let io = connect.await.map_err(|_| UpstreamError::Timeout(self.name.clone()))??;
         Ok(Conn::new(io, deadline))
     }

@@ -27,14 +27,19 @@ use crate::body::RequestBody;
 
 /// Connections kept per worker and upstream.
 const MAX_CONNECTIONS: usize = 4;
-/// Streams in flight on one connection before another is opened (the usual
-/// `SETTINGS_MAX_CONCURRENT_STREAMS`; beyond the peer's own limit hyper queues).
-const STREAMS_PER_CONNECTION: usize = 100;
+/// Streams in flight on one connection before another is opened: no more
+/// than its window holds stream windows, so that streams whose readers stall
+/// (each holding at most a stream window) cannot use up the window the
+/// connection's other streams need (beyond the peer's own
+/// `SETTINGS_MAX_CONCURRENT_STREAMS`, hyper queues). Past `MAX_CONNECTIONS`
+/// full connections, streams share the least busy one.
+const STREAMS_PER_CONNECTION: usize = (CONNECTION_WINDOW / STREAM_WINDOW) as usize;
 /// How often a request the upstream did not process is sent again.
 const MAX_RESENDS: usize = 3;
-/// Flow-control windows: per stream, and per connection (several streams' worth,
-/// so that a stream whose reader stalls cannot hold up the others).
-const STREAM_WINDOW: u32 = 1024 * 1024;
+/// Flow-control windows: per stream, and per connection (`STREAMS_PER_CONNECTION`
+/// streams' worth). What a connection holds for readers that stall is bounded
+/// by the connection window.
+const STREAM_WINDOW: u32 = 256 * 1024;
 const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
 /// One HTTP/2 connection of a worker, with its streams in flight.
@@ -76,7 +81,7 @@ impl Upstream {
         if let Some(conn) = self.h2.pick(worker) {
             return Ok(conn);
         }
-        let connect = tokio::time::timeout_at(deadline, Box::pin(self.connect()));
+        let connect = tokio::time::timeout_at(deadline, Box::pin(self.connect(false)));
         let io = connect.await.map_err(|_| UpstreamError::Timeout(self.name.clone()))??;
         self.h2_adopt(worker, io).await
     }
