@@ -35,9 +35,14 @@ fn check(req: &Requirement, ident: &Caller<'_>, params: &[(&str, &str)]) -> Resu
     }
     for check in &req.claims {
         let expected = render(&check.expected, params);
-        let ok = expected
-            .as_deref()
-            .is_some_and(|e| ident.identity.claim(&check.claim).is_some_and(|v| claims::claim_matches(v, e)));
+        let value = match &check.path {
+            Some(path) => match path.resolve(&ident.identity.claims, params) {
+                claims::Resolved::Value(v) => Some(v),
+                claims::Resolved::Absent | claims::Resolved::NoValue => None,
+            },
+            None => ident.identity.claim(&check.claim),
+        };
+        let ok = expected.as_deref().is_some_and(|e| value.is_some_and(|v| claims::claim_matches(v, e)));
         if !ok {
             unmet.reasons.push(format!("claim {} does not match the required value", check.claim));
         }

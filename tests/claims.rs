@@ -110,6 +110,35 @@ async fn a_tenants_roles_come_from_its_key_of_the_organization_claim() {
     assert_eq!(gw.upstream_saw().len(), 5);
 }
 
+/// `claims = { "orgs.{org}.plan" = "pro" }`: a claim key may name a path
+/// parameter too, one whole key, like a roles claim path.
+#[tokio::test]
+async fn a_claim_key_may_name_the_tenant_of_the_path() {
+    let table = TENANT_ROUTES.replace(
+        "[[routes]]\nname = \"docs\"",
+        "[[routes]]\nname = \"pro reports\"\npath = \"/v1/plans/{org}/reports\"\nclaims = { \"orgs.{org}.plan\" = \"pro\" }\n\n\
+         [[routes]]\nname = \"one tenant per token\"\npath = \"/v1/one/{tenant}/x\"\nclaims = { \"$tenant\" = \"{tenant}\" }\n\n\
+         [[routes]]\nname = \"docs\"",
+    );
+    let gw = TestGateway::with_routes(&table).await;
+    let t = token(json!({"orgs": {"acme": {"plan": "pro"}, "globex": {"plan": "free"}, "a.b": {"plan": "pro"}}}));
+    assert_eq!(status(&gw, "/v1/plans/acme/reports", &t).await, 200);
+    assert_eq!(status(&gw, "/v1/plans/globex/reports", &t).await, 403, "globex is on the free plan");
+    assert_eq!(status(&gw, "/v1/plans/initech/reports", &t).await, 403, "no key for initech: no match, never an error");
+    assert_eq!(status(&gw, "/v1/plans/a.b/reports", &t).await, 200, "a key with a dot is selected whole");
+    assert_eq!(status(&gw, "/v1/plans/a/reports", &t).await, 403);
+    // One token per tenant (Auth0, Wristband): the issuer's tenant claim (`tid` for transmit) names the path's tenant.
+    let acme = token(json!({"tid": "acme"}));
+    assert_eq!(status(&gw, "/v1/one/acme/x", &acme).await, 200);
+    assert_eq!(status(&gw, "/v1/one/globex/x", &acme).await, 403);
+    assert_eq!(gw.upstream_saw().len(), 3);
+    // A parameter the route's path does not have is a config error.
+    let e = errors_of(&format!(
+        "{ISSUER}[[routes]]\npath = \"/v1/{{org}}\"\nclaims = {{ \"orgs.{{tenant}}.plan\" = \"pro\" }}\n"
+    ));
+    assert!(e.contains("claims.orgs.{tenant}.plan: the path has no parameter {tenant}"), "{e}");
+}
+
 #[tokio::test]
 async fn a_tenant_key_with_dots_is_selected_whole() {
     let gw = TestGateway::with_routes(TENANT_ROUTES).await;
@@ -262,6 +291,11 @@ async fn presets_set_claim_names_and_explicit_keys_win() {
     assert_eq!(roles, ["groups", "resource_access.api.roles"]);
     assert_eq!(i.permissions_claims[0].as_str(), "scope");
     assert_eq!(i.tenant_claim, "tid");
+    // keycloak unites realm roles with each audience's client roles (a client id with a dot cannot be a path).
+    let snap = load(dir.path(), &issuer("preset = \"keycloak\"\naudiences = [\"orders-api\", \"a.b\"]"));
+    let i = snap.issuers.get("i").unwrap();
+    let roles: Vec<&str> = i.roles_claims.iter().map(|c| c.as_str()).collect();
+    assert_eq!(roles, ["realm_access.roles", "resource_access.orders-api.roles"]);
     // axinom reads no permissions until told which service's: check says so.
     let snap = load(dir.path(), &issuer("preset = \"axinom\""));
     assert!(snap.warnings.iter().any(|w| w.contains("preset \"axinom\" reads no permissions")), "{:?}", snap.warnings);

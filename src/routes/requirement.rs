@@ -17,9 +17,14 @@ pub struct Requirement {
 
 /// `claims = { tid = "{tenant}" }`: the claim at a dotted path must equal (or,
 /// for an array, contain) the expected text, after path-parameter substitution.
+/// The path may name path parameters too (`"orgs.{tenant}.plan" = "pro"`):
+/// each is one whole key, the parameter's value.
 #[derive(Debug, Clone)]
 pub struct ClaimCheck {
+    /// The path as written (`$tenant`: the issuer's tenant claim).
     pub claim: String,
+    /// Its parsed form, when it names a path parameter.
+    pub path: Option<crate::auth::claims::ClaimPath>,
     pub expected: Vec<TemplatePart>,
 }
 
@@ -40,7 +45,7 @@ impl Requirement {
     }
 
     pub fn uses_params(&self) -> bool {
-        self.claims.iter().any(|c| c.expected.iter().any(|p| matches!(p, TemplatePart::Param(_))))
+        self.claims.iter().any(|c| c.path.is_some() || c.expected.iter().any(|p| matches!(p, TemplatePart::Param(_))))
             || self.any_of.iter().any(Requirement::uses_params)
     }
 }

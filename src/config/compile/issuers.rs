@@ -140,8 +140,18 @@ pub(super) fn compile_issuer(
             None
         }
     });
-    let roles_claims =
+    let mut roles_claims =
         claim_paths(c, "roles_claim", s.roles_claim.as_ref(), preset.map_or(&["roles"][..], |p| p.roles));
+    // Keycloak: realm roles and the client roles of each audience (the API's
+    // client id), united; a client id with a dot or brace cannot be written as
+    // a claim path (name it in roles_claim yourself).
+    if preset.is_some_and(|p| p.name == "keycloak") && s.roles_claim.is_none() {
+        for aud in s.audiences.iter().flatten().filter(|a| !a.is_empty() && !a.contains(['.', '{', '}'])) {
+            if let Ok(path) = ClaimPath::parse(&format!("resource_access.{aud}.roles")) {
+                roles_claims.push(path);
+            }
+        }
+    }
     let permissions_claims = claim_paths(
         c,
         "permissions_claim",

@@ -8,7 +8,7 @@ use globset::GlobBuilder;
 use http::Method;
 use toml::Spanned;
 
-use crate::auth::claims::RoleClosure;
+use crate::auth::claims::{ClaimPath, RoleClosure};
 use crate::auth::Issuer;
 use crate::config::file::{ClaimValue, ModeSpec, OneOrMany, RequirementSpec, RouteSpec, RoutesFile, UnmatchedSpec};
 use crate::routes::{Access, Mode, Pattern, Route, RouteClaimNames, RouteTable};
@@ -264,7 +264,22 @@ pub(super) fn compile_requirement(c: &mut Compiler<'_>, s: &RequirementSpec, par
             ClaimValue::Integer(i) => vec![TemplatePart::Literal(i.to_string())],
             ClaimValue::Bool(b) => vec![TemplatePart::Literal(b.to_string())],
         };
-        claims.push(ClaimCheck { claim: claim.clone(), expected });
+        let path = match ClaimPath::parse(claim) {
+            Ok(p) if p.has_params() => {
+                for name in p.params() {
+                    if !params.iter().any(|n| n == name) {
+                        c.err(Some(value), format!("claims.{claim}: the path has no parameter {{{name}}}"));
+                    }
+                }
+                Some(p)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                c.err(Some(value), format!("claims: {e}"));
+                continue;
+            }
+        };
+        claims.push(ClaimCheck { claim: claim.clone(), path, expected });
     }
     let any_of = s
         .any_of
