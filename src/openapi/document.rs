@@ -79,6 +79,10 @@ pub struct Operation {
     pub server: Option<Server>,
     /// Path parameters declared for the operation (its own and its path item's).
     pub path_params: Vec<PathParam>,
+    /// Cookie parameters, and header parameters named like a credential
+    /// (its own and its path item's): the gateway checks none of them, which
+    /// the imported route says.
+    pub unchecked: Vec<String>,
     /// Position in the document (path order, then method order).
     pub index: usize,
 }
@@ -303,6 +307,12 @@ impl Document {
                 let mut path_params: Vec<PathParam> =
                     item_params.iter().filter(|p| !own_params.iter().any(|o| o.name == p.name)).cloned().collect();
                 path_params.extend(own_params);
+                let mut unchecked = self.unchecked_params(item.get("parameters"), &format!("{item_at}/parameters"));
+                for note in self.unchecked_params(op.get("parameters"), &format!("{op_at}/parameters")) {
+                    if !unchecked.contains(&note) {
+                        unchecked.push(note);
+                    }
+                }
                 let operation_id = match op.get("operationId") {
                     None => None,
                     Some(Value::String(id)) => Some(id.clone()),
@@ -324,6 +334,7 @@ impl Document {
                     x_rolegate: op.get("x-rolegate").map(|x| (x.clone(), format!("{op_at}/x-rolegate"))),
                     server: op_server.or_else(|| item_server.clone()).or_else(|| doc_server.clone()),
                     path_params,
+                    unchecked,
                     index: ops.len(),
                 });
             }
@@ -400,6 +411,31 @@ impl Document {
             out.push(PathParam { name: name.to_owned(), sample, kind });
         }
         Ok(out)
+    }
+
+    /// A note for each cookie parameter and each header parameter named like
+    /// a credential (`Authorization`, `X-API-Key`, `*token*`, `*auth*`…):
+    /// nothing the gateway checks, so never dropped in silence.
+    fn unchecked_params(&self, params: Option<&Value>, at: &str) -> Vec<String> {
+        let Some(Value::Array(list)) = params else { return Vec::new() };
+        let mut out = Vec::new();
+        for (i, p) in list.iter().enumerate() {
+            let Ok((p, _)) = self.deref(p, &format!("{at}/{i}")) else { continue };
+            let Some(name) = p.get("name").and_then(Value::as_str) else { continue };
+            let lower = name.to_ascii_lowercase();
+            match p.get("in").and_then(Value::as_str) {
+                Some("cookie") => out.push(format!(
+                    "cookie parameter {name:?} is not checked by the gateway (if it carries a credential, only the upstream checks it)"
+                )),
+                Some("header") if ["auth", "token", "key", "session", "cookie"].iter().any(|w| lower.contains(w)) => {
+                    out.push(format!(
+                        "header parameter {name:?} looks like a credential; the gateway checks only the bearer token"
+                    ))
+                }
+                _ => {}
+            }
+        }
+        out
     }
 }
 

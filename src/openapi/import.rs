@@ -217,6 +217,7 @@ fn draft(doc: &Document, op: Operation, prefix: Option<&str>, opts: &ImportOptio
     let security = security(doc, &op)?;
     let mut notes = path.notes.clone();
     notes.extend(security.notes.iter().cloned());
+    notes.extend(op.unchecked.iter().cloned());
     let mut table = toml::Table::new();
     table.insert("name".into(), Toml::String(default_name(&op)));
     table.insert("methods".into(), Toml::Array(vec![Toml::String(op.method.clone())]));
@@ -712,6 +713,19 @@ mod tests {
         let ops = d.operations().unwrap();
         assert_eq!(super::security(&d, &ops[0]).unwrap().access, SpecAccess::Token(vec![alt(&["c"], &[])]));
         assert_eq!(super::security(&d, &ops[1]).unwrap().access, SpecAccess::Public);
+    }
+
+    #[test]
+    fn cookie_and_credential_header_parameters_are_noted_never_dropped() {
+        let i = imported(
+            "openapi: 3.0.0\npaths:\n  /a:\n    parameters: [{in: cookie, name: session}]\n    get:\n      operationId: getA\n      \
+             parameters: [{in: header, name: X-Session-Token}, {in: header, name: X-Trace}, {in: query, name: q}]\n",
+        )
+        .unwrap();
+        assert!(i.text.contains("cookie parameter \"session\" is not checked"), "{}", i.text);
+        assert!(i.text.contains("header parameter \"X-Session-Token\" looks like a credential"), "{}", i.text);
+        assert!(!i.text.contains("X-Trace") && !i.text.contains("\"q\""), "{}", i.text);
+        assert_eq!(i.warnings.iter().filter(|w| w.contains("parameter")).count(), 2, "{:?}", i.warnings);
     }
 
     #[test]
