@@ -6,13 +6,13 @@ WORKDIR /src
 
 # 1. The dependencies alone, in a layer of their own that stays cached until
 #    Cargo.toml or Cargo.lock change: the manifest with placeholder sources
-#    (Cargo.toml declares a library, the binary and three benchmarks, so each
+#    (Cargo.toml declares a library, the binary and five benchmarks, so each
 #    must exist) builds every dependency, then the placeholders go.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
- && for b in hot_path reload handler; do echo 'fn main() {}' > "benches/$b.rs"; done \
+ && for b in hot_path reload handler instructions churn; do echo 'fn main() {}' > "benches/$b.rs"; done \
  && cargo build --release --locked --bin rolegate \
  && rm -rf src benches
 

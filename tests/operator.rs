@@ -62,6 +62,19 @@ fn a_fresh_clone_inspects_the_example_table_without_keys() {
     assert!(out.contains("ok (8 routes, 1 issuer; key material not checked (--skip-keys))"), "{out}");
     assert!(!out.contains("warning:"), "the example table has no warnings: {out}");
 
+    // Another error under --skip-keys: that error alone, no key hints (the keys were not asked for).
+    let broken = dir.path().join("broken.toml");
+    let text = std::fs::read_to_string(&table).unwrap();
+    std::fs::write(
+        &broken,
+        format!("{text}\n[[routes]]\nname = \"broken\"\npath = \"/b\"\nupstream = \"nowhere\"\npublic = true\n"),
+    )
+    .unwrap();
+    let (code, _, err) = rolegate(&["check", "--skip-keys", "--config", s(&broken)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("nowhere"), "{err}");
+    assert!(!err.contains("hint:") && !err.contains("openssl"), "no key hints under --skip-keys: {err}");
+
     let (code, out, err) = rolegate(&["routes", "--config", cfg]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("tenant admin"), "{out}");

@@ -31,16 +31,17 @@ pub(super) fn check(path: &Path, strict: bool, skip_keys: bool) -> ExitCode {
         }
         Err(errors) => {
             print_error(&errors);
-            print_key_hints(path, true);
+            print_key_hints(path, &errors.to_string(), true);
             ExitCode::FAILURE
         }
     }
 }
 
 /// After a table's errors: for each `keys` PEM file the table names that does
-/// not exist, how to make a key pair for a test (the README's `openssl`
-/// lines, for the issuer's first algorithm), and, in `check`, `--skip-keys`.
-pub(super) fn print_key_hints(path: &Path, offer_skip_keys: bool) {
+/// not exist and that `errors` says could not be read, how to make a key pair
+/// for a test (the README's `openssl` lines, for the issuer's first
+/// algorithm), and, in `check`, `--skip-keys`.
+pub(super) fn print_key_hints(path: &Path, errors: &str, offer_skip_keys: bool) {
     let Ok(text) = std::fs::read_to_string(path) else { return };
     let Ok(file) = config::parse(path, &text) else { return };
     let base = path.parent().unwrap_or(Path::new(""));
@@ -55,7 +56,7 @@ pub(super) fn print_key_hints(path: &Path, offer_skip_keys: bool) {
         };
         for key in issuer.keys.iter().flatten() {
             let public = base.join(&key.get_ref().pem_file);
-            if public.exists() {
+            if public.exists() || !errors.contains(&format!("cannot read key file {}", public.display())) {
                 continue;
             }
             missing = true;

@@ -49,7 +49,7 @@ pub(super) fn run(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(errors) => {
             print_error(&errors);
-            super::check::print_key_hints(path, false);
+            super::check::print_key_hints(path, &errors.to_string(), false);
             return Ok(ExitCode::FAILURE);
         }
     };
