@@ -39,10 +39,10 @@ pub(crate) struct RequestCtx {
     /// The access log is on: gather its fields (they cost allocations otherwise avoided).
     log: bool,
     path: Option<String>,
-    issuer: Option<String>,
-    upstream: Option<String>,
+    /// The verified caller (its `sub` and issuer are logged): shared, not copied.
+    identity: Option<Arc<crate::auth::Identity>>,
+    upstream: Option<Arc<crate::upstream::Upstream>>,
     route: Option<Arc<str>>,
-    subject: Option<String>,
     /// `Host` as matched (lower-case, no port).
     host: Option<String>,
     /// `[defaults] log_claims` of the verified token, as a JSON object.
@@ -176,11 +176,15 @@ impl Gateway {
                 decision,
                 reason: ctx.reason.as_deref().unwrap_or("-"),
                 status: resp.status().as_u16(),
-                subject: ctx.subject.as_deref().unwrap_or("-"),
-                issuer: ctx.issuer.as_deref().unwrap_or("-"),
+                subject: ctx.identity.as_ref().and_then(|id| id.claims.get("sub")?.as_str()).unwrap_or("-"),
+                issuer: ctx.identity.as_ref().map_or("-", |id| id.issuer.name.as_str()),
                 claims: ctx.claims.as_deref(),
                 client: conn.addr.ip(),
-                upstream: if ctx.check.is_some() { "-" } else { ctx.upstream.as_deref().unwrap_or("-") },
+                upstream: if ctx.check.is_some() {
+                    "-"
+                } else {
+                    ctx.upstream.as_ref().map_or("-", |u| u.name.as_str())
+                },
                 authz: ctx.check,
                 response_bytes: hyper::body::Body::size_hint(resp.body()).exact(),
                 duration_us: elapsed.as_micros() as u64,
@@ -249,13 +253,12 @@ impl Gateway {
         };
         if ctx.log {
             if let Auth::Valid(id) = &auth {
-                ctx.subject = id.claims.get("sub").and_then(|s| s.as_str()).map(str::to_owned);
-                ctx.issuer = Some(id.issuer.name.clone());
+                ctx.identity = Some(Arc::clone(id));
                 if !snap.log_claims.is_empty() {
                     ctx.claims = Some(auth::claims::record(&id.claims, &snap.log_claims).to_string());
                 }
             }
-            ctx.upstream = Some(route.upstream.name.clone());
+            ctx.upstream = Some(Arc::clone(&route.upstream));
         }
         let permit = decide::decide(route, target, auth)?;
         if let Some(denial) = permit.reported_denial() {
