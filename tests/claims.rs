@@ -422,7 +422,10 @@ async fn explain_and_diff_agree_with_the_gateway() {
     let claims = claims(two_tenants()).to_string();
     let (_, out, _) =
         rolegate(&["explain", "--config", &cfg, "--path", "/v1/tenants/globex/orders", "--claims", &claims]);
-    assert!(out.contains("roles:       reader (on this route, from ts_roles, organization.{tenant}.roles)"), "{out}");
+    assert!(
+        out.contains(r#"roles:       reader (on this route, from ts_roles, organization.{tenant}.roles with {tenant} = "globex")"#),
+        "the tenant whose key was read: {out}"
+    );
     assert!(out.contains("verdict:     allow"), "{out}");
     // On a route with its own roles_claim, the issuer's default role when that claim is absent.
     let admin_elsewhere = self::claims(json!({"ts_roles": ["admin"]})).to_string();
@@ -440,6 +443,7 @@ async fn explain_and_diff_agree_with_the_gateway() {
     assert_eq!(report["roles"], json!(["guest"]), "{report}");
     assert_eq!(report["permissions"], json!(["read:docs"]), "{report}");
     assert_eq!(report["read_on_route"]["roles_claim"], json!(["orgs.{org}.roles"]), "{report}");
+    assert_eq!(report["read_on_route"]["params"], json!({"org": "o1", "project": "p1"}), "{report}");
     assert_eq!(report["verdict"], "deny", "{report}");
     let (_, out, _) = rolegate(&["explain", "--config", &cfg, "--path", "/me", "--claims", &claims]);
     assert!(out.contains("verdict:     allow") && !out.contains("on this route"), "{out}");

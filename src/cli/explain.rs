@@ -92,7 +92,10 @@ pub(super) fn explain(path: &Path, args: &ExplainArgs) -> anyhow::Result<ExitCod
             let items: Vec<&str> = list.iter().filter_map(|v| v.as_str()).collect();
             let from = report["read_on_route"][format!("{key}_claim")].as_array().map(|paths| {
                 let paths: Vec<&str> = paths.iter().filter_map(|p| p.as_str()).collect();
-                format!(" (on this route, from {})", paths.join(", "))
+                let params = report["read_on_route"]["params"].as_object().into_iter().flatten();
+                let taken: Vec<String> = params.map(|(n, v)| format!("{{{n}}} = {v}")).collect();
+                let with = if taken.is_empty() { String::new() } else { format!(" with {}", taken.join(", ")) };
+                format!(" (on this route, from {}{with})", paths.join(", "))
             });
             println!("{:<12} {}{}", format!("{key}:"), items.join(", "), from.unwrap_or_default());
         }
@@ -178,8 +181,18 @@ fn explain_report(
         if let Some(names) = on_route.and(route.claim_names.as_deref()) {
             let names = names.names(&id.issuer);
             let paths = |p: &[auth::claims::ClaimPath]| p.iter().map(|c| c.as_str().to_owned()).collect::<Vec<_>>();
-            report["read_on_route"] =
-                json!({"roles_claim": paths(names.roles), "permissions_claim": paths(names.permissions)});
+            // The value each path parameter took on this path: which tenant's key was read.
+            let captured = route.pattern.captures(target.path());
+            let mut params = serde_json::Map::new();
+            for name in names.roles.iter().chain(names.permissions).flat_map(|c| c.params()) {
+                let value = captured.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| *v);
+                params.insert(name.to_owned(), json!(value));
+            }
+            report["read_on_route"] = json!({
+                "roles_claim": paths(names.roles),
+                "permissions_claim": paths(names.permissions),
+                "params": params,
+            });
         }
     }
     Ok(match decide::evaluate(route, target.path(), &auth) {
