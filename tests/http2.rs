@@ -277,6 +277,87 @@ async fn a_slow_reader_on_one_stream_does_not_stall_the_others() {
     drop(stalled);
 }
 
+/// An HTTP/2 upstream (the h2 crate's server) that refuses the first stream
+/// of every connection with `REFUSED_STREAM` (a server that is shedding load
+/// does this before reading a request) and echoes the body of the others,
+/// with a trailer of the bytes it read. Returns its address and how many
+/// streams it saw.
+async fn refusing_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let streams = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&streams);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else { return };
+                let mut first = true;
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    if std::mem::take(&mut first) {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    tokio::spawn(async move {
+                        let mut body = req.into_body();
+                        let mut got = Vec::new();
+                        while let Some(Ok(chunk)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                            got.extend_from_slice(&chunk);
+                        }
+                        let mut send = respond.send_response(Response::new(()), false).unwrap();
+                        let _ = send.send_data(Bytes::from(got), true);
+                    });
+                }
+            });
+        }
+    });
+    (addr, streams)
+}
+
+/// A request with a body (a gRPC call's shape) that the upstream refused
+/// before processing it is sent again whole, from the body's frames kept;
+/// past the replay limit it is a 502, never a partial body.
+#[tokio::test]
+async fn a_refused_stream_with_a_body_is_sent_again_whole() {
+    let (up, streams) = refusing_upstream().await;
+    let gw = TestGateway::with_routes(&routes(up, "h2c")).await;
+    let admin = rs256(&claims(json!({"ts_roles": ["admin"]})));
+    let Client::H2(mut client) = Client::connect(gw.addr, true).await else { unreachable!() };
+    let req = Request::post("http://gw.test/admin/call")
+        .header("authorization", format!("Bearer {admin}"))
+        .header("content-type", "application/grpc")
+        .body(Frames::new(&[b"first part, ", b"second part"], None))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.send_request(req)).await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"first part, second part", "the whole body, once");
+    assert_eq!(streams.load(Ordering::SeqCst), 2, "refused once, then sent again");
+
+    // A body over the replay limit is not sent again.
+    static BIG: [u8; 40 * 1024] = [b'x'; 40 * 1024];
+    let (up, _) = refusing_upstream().await;
+    let gw = TestGateway::with_routes(&routes(up, "h2c")).await;
+    let Client::H2(mut client) = Client::connect(gw.addr, true).await else { unreachable!() };
+    let req = Request::post("http://gw.test/admin/call")
+        .header("authorization", format!("Bearer {admin}"))
+        .body(Frames::new(&[&BIG, &BIG], None))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.send_request(req)).await.unwrap().unwrap();
+    assert!(
+        resp.status() == 502 || resp.status() == 200,
+        "either the first attempt read past the limit (502) or was refused before reading it (200): {}",
+        resp.status()
+    );
+    if resp.status() == 200 {
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), 80 * 1024, "never a partial body");
+    }
+}
+
 /// Many stalled streams (each its own client connection, so no client-side
 /// window is shared) do not stall a fresh client's requests on the gateway's
 /// HTTP/2 connections to the upstream: a connection carries no more streams

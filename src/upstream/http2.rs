@@ -8,7 +8,9 @@
 //!
 //! A request the upstream did not process — the connection closed before it
 //! was sent, `REFUSED_STREAM`, or a `GOAWAY` that left it out — is sent again
-//! on another connection when it has no body (a body is read only once).
+//! on another connection. Its body is read from the client only once: the
+//! frames sent are kept (up to [`REPLAY_LIMIT`] bytes) so that a refused
+//! stream can be sent again whole; a larger body is not sent again (502).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +38,9 @@ const MAX_CONNECTIONS: usize = 4;
 const STREAMS_PER_CONNECTION: usize = (CONNECTION_WINDOW / STREAM_WINDOW) as usize;
 /// How often a request the upstream did not process is sent again.
 const MAX_RESENDS: usize = 3;
+/// The body bytes kept for sending a refused request again (a gRPC unary
+/// call's message, say); past it, a refused request is answered 502.
+const REPLAY_LIMIT: usize = 64 * 1024;
 /// Flow-control windows: per stream, and per connection (`STREAMS_PER_CONNECTION`
 /// streams' worth). What a connection holds for readers that stall is bounded
 /// by the connection window.
@@ -45,7 +50,7 @@ const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 /// One HTTP/2 connection of a worker, with its streams in flight.
 #[derive(Clone)]
 pub(super) struct H2Conn {
-    sender: SendRequest<RequestBody>,
+    sender: SendRequest<Replayable>,
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -133,7 +138,7 @@ pub(super) async fn exchange(
 ) -> Result<Response<UpstreamBody>, UpstreamError> {
     let super::Call { up, worker, target, trailers, deadline, .. } = *call;
     let failed = |what: String| UpstreamError::Failed(up.name.clone(), what);
-    let (mut parts, mut body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     // `:authority` from the client's Host (the upstream's own name when it is
     // missing), `:scheme` from the connection; no Host field beside them.
     let authority = parts.headers.remove(HOST).unwrap_or_else(|| {
@@ -150,11 +155,11 @@ pub(super) async fn exchange(
     if trailers {
         parts.headers.insert(TE, HeaderValue::from_static("trailers"));
     }
-    let replayable = body.is_end_stream();
+    let kept = Arc::new(Mutex::new(Kept::new(body)));
     let mut resends = 0;
     loop {
         let mut conn = up.h2_checkout(worker, deadline).await?;
-        let req = Request::from_parts(parts.clone(), body);
+        let req = Request::from_parts(parts.clone(), Replayable::attempt(&kept));
         conn.in_flight.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(Some(Arc::clone(&conn.in_flight)));
         let sent = tokio::time::timeout_at(deadline, async {
@@ -169,19 +174,124 @@ pub(super) async fn exchange(
             Err(_) => return Err(UpstreamError::Timeout(up.name.clone())),
             Ok(Ok(resp)) => return Ok(resp.map(|b| UpstreamBody::http2(b, guard))),
             Ok(Err((e, unsent))) if resends < MAX_RESENDS => match unsent {
-                Some(req) => {
-                    tracing::debug!(upstream = %up.name, error = %e, "HTTP/2 request not sent; sending again");
-                    body = req.into_body();
-                }
-                None if replayable && not_processed(&e) => {
+                Some(_) => tracing::debug!(upstream = %up.name, error = %e, "HTTP/2 request not sent; sending again"),
+                None if not_processed(&e) && lock(&kept).replayable() => {
                     tracing::debug!(upstream = %up.name, error = %e, "HTTP/2 request not processed; sending again");
-                    body = RequestBody::Empty;
                 }
                 None => return Err(failed(e.to_string())),
             },
             Ok(Err((e, _))) => return Err(failed(e.to_string())),
         }
         resends += 1;
+    }
+}
+
+/// A request body as sent to an HTTP/2 upstream: the client's body, read once,
+/// its frames kept (up to [`REPLAY_LIMIT`] bytes of data) so that a request
+/// the upstream refused can be sent again from its first frame. Each attempt
+/// has its own `Replayable`: it reads the kept frames, then the client's body
+/// (keeping what it reads); an attempt superseded by a newer one ends at once
+/// (its stream was refused), so the body is never read by two at a time.
+pub(super) struct Replayable {
+    kept: Arc<Mutex<Kept>>,
+    attempt: usize,
+    next: usize,
+}
+
+struct Kept {
+    body: RequestBody,
+    frames: Vec<KeptFrame>,
+    bytes: usize,
+    /// More data was read than is kept: the body cannot be sent again.
+    overflowed: bool,
+    /// The attempt that may read on.
+    current: usize,
+}
+
+enum KeptFrame {
+    Data(Bytes),
+    Trailers(http::HeaderMap),
+}
+
+impl Kept {
+    fn new(body: RequestBody) -> Kept {
+        Kept { body, frames: Vec::new(), bytes: 0, overflowed: false, current: 0 }
+    }
+
+    /// Whether a new attempt can send the whole body again.
+    fn replayable(&self) -> bool {
+        !self.overflowed
+    }
+}
+
+fn lock(kept: &Mutex<Kept>) -> std::sync::MutexGuard<'_, Kept> {
+    kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Replayable {
+    /// The body of a new attempt, from the first frame; earlier attempts end.
+    fn attempt(kept: &Arc<Mutex<Kept>>) -> Replayable {
+        let mut k = lock(kept);
+        k.current += 1;
+        Replayable { kept: Arc::clone(kept), attempt: k.current, next: 0 }
+    }
+}
+
+impl hyper::body::Body for Replayable {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        use hyper::body::Frame;
+        use std::task::Poll;
+        let this = self.get_mut();
+        let mut guard = lock(&this.kept);
+        let kept = &mut *guard;
+        if kept.current != this.attempt {
+            return Poll::Ready(None);
+        }
+        if let Some(frame) = kept.frames.get(this.next) {
+            this.next += 1;
+            return Poll::Ready(Some(Ok(match frame {
+                KeptFrame::Data(d) => Frame::data(d.clone()),
+                KeptFrame::Trailers(t) => Frame::trailers(t.clone()),
+            })));
+        }
+        let polled = std::pin::Pin::new(&mut kept.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if !kept.overflowed {
+                if let Some(data) = frame.data_ref() {
+                    kept.bytes += data.len();
+                    if kept.bytes > REPLAY_LIMIT {
+                        kept.overflowed = true;
+                        kept.frames = Vec::new();
+                    } else {
+                        kept.frames.push(KeptFrame::Data(data.clone()));
+                    }
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    kept.frames.push(KeptFrame::Trailers(trailers.clone()));
+                }
+                this.next = kept.frames.len();
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let kept = lock(&self.kept);
+        kept.current != self.attempt || (self.next >= kept.frames.len() && kept.body.is_end_stream())
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        let kept = lock(&self.kept);
+        // Exact only before anything was read (what is kept is not counted twice).
+        match kept.frames.is_empty() && kept.bytes == 0 {
+            true => kept.body.size_hint(),
+            false => hyper::body::SizeHint::default(),
+        }
     }
 }
 
