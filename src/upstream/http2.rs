@@ -155,7 +155,7 @@ pub(super) async fn exchange(
     if trailers {
         parts.headers.insert(TE, HeaderValue::from_static("trailers"));
     }
-    let kept = Arc::new(Mutex::new(Kept::new(body)));
+    let kept = (!body.is_end_stream()).then(|| Arc::new(Mutex::new(Kept::new(body))));
     let mut resends = 0;
     loop {
         let mut conn = up.h2_checkout(worker, deadline).await?;
@@ -175,7 +175,7 @@ pub(super) async fn exchange(
             Ok(Ok(resp)) => return Ok(resp.map(|b| UpstreamBody::http2(b, guard))),
             Ok(Err((e, unsent))) if resends < MAX_RESENDS => match unsent {
                 Some(_) => tracing::debug!(upstream = %up.name, error = %e, "HTTP/2 request not sent; sending again"),
-                None if not_processed(&e) && lock(&kept).replayable() => {
+                None if not_processed(&e) && kept.as_deref().is_none_or(|k| lock(k).replayable()) => {
                     tracing::debug!(upstream = %up.name, error = %e, "HTTP/2 request not processed; sending again");
                 }
                 None => return Err(failed(e.to_string())),
@@ -193,7 +193,8 @@ pub(super) async fn exchange(
 /// (keeping what it reads); an attempt superseded by a newer one ends at once
 /// (its stream was refused), so the body is never read by two at a time.
 pub(super) struct Replayable {
-    kept: Arc<Mutex<Kept>>,
+    /// `None` for a request without a body: nothing to keep, nothing to lock.
+    kept: Option<Arc<Mutex<Kept>>>,
     attempt: usize,
     next: usize,
 }
@@ -230,10 +231,11 @@ fn lock(kept: &Mutex<Kept>) -> std::sync::MutexGuard<'_, Kept> {
 
 impl Replayable {
     /// The body of a new attempt, from the first frame; earlier attempts end.
-    fn attempt(kept: &Arc<Mutex<Kept>>) -> Replayable {
+    fn attempt(kept: &Option<Arc<Mutex<Kept>>>) -> Replayable {
+        let Some(kept) = kept else { return Replayable { kept: None, attempt: 0, next: 0 } };
         let mut k = lock(kept);
         k.current += 1;
-        Replayable { kept: Arc::clone(kept), attempt: k.current, next: 0 }
+        Replayable { kept: Some(Arc::clone(kept)), attempt: k.current, next: 0 }
     }
 }
 
@@ -248,7 +250,8 @@ impl hyper::body::Body for Replayable {
         use hyper::body::Frame;
         use std::task::Poll;
         let this = self.get_mut();
-        let mut guard = lock(&this.kept);
+        let Some(kept) = &this.kept else { return Poll::Ready(None) };
+        let mut guard = lock(kept);
         let kept = &mut *guard;
         if kept.current != this.attempt {
             return Poll::Ready(None);
@@ -281,12 +284,14 @@ impl hyper::body::Body for Replayable {
     }
 
     fn is_end_stream(&self) -> bool {
-        let kept = lock(&self.kept);
+        let Some(kept) = &self.kept else { return true };
+        let kept = lock(kept);
         kept.current != self.attempt || (self.next >= kept.frames.len() && kept.body.is_end_stream())
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        let kept = lock(&self.kept);
+        let Some(kept) = &self.kept else { return hyper::body::SizeHint::with_exact(0) };
+        let kept = lock(kept);
         // Exact only before anything was read (what is kept is not counted twice).
         match kept.frames.is_empty() && kept.bytes == 0 {
             true => kept.body.size_hint(),
