@@ -1,5 +1,7 @@
 //! Criterion benchmarks of the request stages: normalize, route lookup at
-//! 10 / 1,000 / 10,000 routes, token verification (cached and not), decide.
+//! 10 / 1,000 / 10,000 routes and on the table imported from GitHub's
+//! OpenAPI description (1,223 operations), token verification (cached and
+//! not), decide.
 //! `cargo bench --bench hot_path`
 
 mod common;
@@ -31,6 +33,25 @@ fn bench(c: &mut Criterion) {
             b.iter(|| snap.routes.find(&Method::GET, None, black_box("/nothing/here/at/all")).is_none())
         });
     }
+
+    // The table `import openapi` makes of GitHub's REST API: every operation's
+    // example path, looked up in turn (the mean per lookup).
+    let gz = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openapi/github-api.json.gz")).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
+    let doc = rolegate::openapi::Document::parse(&text, std::path::Path::new("github-api.json")).unwrap();
+    let imported = rolegate::openapi::import(&doc, &rolegate::openapi::ImportOptions::default()).unwrap();
+    let requests: Vec<(Method, String)> =
+        imported.routes.iter().map(|r| (r.method.parse().unwrap(), r.example_path.clone())).collect();
+    let table = &imported.table.routes;
+    c.bench_function("find/github_openapi_1223_routes/each_operation", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let (method, path) = &requests[i % requests.len()];
+            i += 1;
+            table.find(method, None, black_box(path)).is_some()
+        })
+    });
 
     let fx = common::fixture(10);
     let snap = rolegate::config::load(&fx.config, None).unwrap();

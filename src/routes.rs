@@ -22,7 +22,7 @@ use http::Method;
 use crate::auth::claims::{ClaimNames, ClaimPath, RoleClosure};
 use crate::auth::Issuer;
 use crate::upstream::Upstream;
-pub use pattern::{Pattern, Tail};
+pub use pattern::{IndexSegment, Pattern, Tail};
 pub use requirement::{ClaimCheck, Requirement, TemplatePart};
 
 /// Who may pass a route.
@@ -110,11 +110,30 @@ impl Route {
     }
 }
 
-/// One node of the literal-prefix index: the routes whose leading literal
-/// segments end here, and the child nodes by next segment.
-#[derive(Debug, Default)]
+impl Default for Node {
+    fn default() -> Node {
+        Node {
+            children: HashMap::default(),
+            param: None,
+            first_below: u32::MAX,
+            routes: Vec::new(),
+            needs_globs: false,
+            set: OnceLock::new(),
+        }
+    }
+}
+
+/// One node of the prefix index: the routes whose leading literal and
+/// parameter segments ([`Pattern::index_prefix`]) end here, and the child
+/// nodes by next segment: literal, or any one non-empty segment (`{name}`).
+#[derive(Debug)]
 struct Node {
     children: HashMap<Box<str>, Node>,
+    /// The routes whose next segment is a parameter.
+    param: Option<Box<Node>>,
+    /// The first route (position) here or below: a lookup that has already
+    /// found an earlier one skips this node.
+    first_below: u32,
     /// Positions in `RouteTable::routes`, ascending (file order).
     routes: Vec<u32>,
     /// Some route here has no simple [`Tail`]: the glob set is needed.
@@ -170,6 +189,27 @@ impl Node {
                 child.adopt(routes, old_child, old_routes);
             }
         }
+        if let (Some(child), Some(old_child)) = (&self.param, &old.param) {
+            child.adopt(routes, old_child, old_routes);
+        }
+    }
+
+    /// The child nodes: by literal segment, then the parameter one.
+    fn all_children(&self) -> impl Iterator<Item = &Node> {
+        self.children.values().chain(self.param.as_deref())
+    }
+
+    /// Sets `first_below` here and below; returns it.
+    fn settle(&mut self) -> u32 {
+        let mut first = self.routes.first().copied().unwrap_or(u32::MAX);
+        for child in self.children.values_mut() {
+            first = first.min(child.settle());
+        }
+        if let Some(child) = self.param.as_deref_mut() {
+            first = first.min(child.settle());
+        }
+        self.first_below = first;
+        first
     }
 
     /// Lowers `best` to the first route of this node (in file order) that
@@ -185,7 +225,7 @@ impl Node {
                     return;
                 }
                 let route = &table[r as usize];
-                if route.pattern.tail.is_some_and(|t| t.matches(rest)) && route.accepts(req.method, req.host) {
+                if route.pattern.index_tail.is_some_and(|t| t.matches(rest)) && route.accepts(req.method, req.host) {
                     *best = Some(r);
                     return;
                 }
@@ -222,10 +262,12 @@ struct Lookup<'a> {
     candidate: Option<Candidate<'a>>,
 }
 
-/// Every route, indexed by the literal segments its pattern starts with: a
-/// lookup walks the path's segments down the index and tests only the routes
-/// met on the way, so its cost follows the path's depth and the few routes
-/// sharing its prefix, not the table's size.
+/// Every route, indexed by the literal and parameter segments its pattern
+/// starts with: a lookup walks the path's segments down the index (a segment
+/// follows its literal child and, when not empty, the parameter child) and
+/// tests only the routes met on the way, so its cost follows the path's depth
+/// and the few routes sharing its prefix, not the table's size (an imported
+/// OpenAPI table of `/repos/{owner}/{repo}/…` routes included).
 #[derive(Debug)]
 pub struct RouteTable {
     routes: Vec<Route>,
@@ -243,12 +285,16 @@ impl RouteTable {
         for (pos, route) in routes.iter().enumerate() {
             crate::pace::point();
             let mut node = &mut root;
-            for seg in &route.pattern.literal_prefix {
-                node = node.children.entry(Box::from(seg.as_str())).or_default();
+            for seg in &route.pattern.index_prefix {
+                node = match seg {
+                    IndexSegment::Literal(s) => node.children.entry(Box::from(s.as_str())).or_default(),
+                    IndexSegment::Param => node.param.get_or_insert_with(Default::default),
+                };
             }
             node.routes.push(pos as u32);
-            node.needs_globs |= route.pattern.tail.is_none();
+            node.needs_globs |= route.pattern.index_tail.is_none();
         }
+        root.settle();
         RouteTable { routes, root }
     }
 
@@ -261,21 +307,26 @@ impl RouteTable {
         }
         let mut req = Lookup { method, host, path, candidate: None };
         let mut best = None;
-        let mut node = &self.root;
-        let mut rest = path;
-        loop {
-            node.first_match(&self.routes, &mut req, rest, &mut best);
-            let Some(after) = rest.strip_prefix('/') else { break };
-            let segment = after.split_once('/').map_or(after, |(s, _)| s);
-            match node.children.get(segment) {
-                Some(child) => {
-                    node = child;
-                    rest = &after[segment.len()..];
-                }
-                None => break,
-            }
-        }
+        self.walk(&self.root, &mut req, path, &mut best);
         best.map(|r| &self.routes[r as usize])
+    }
+
+    /// Lowers `best` to the first match at `node` or below; `rest` is what
+    /// follows the node's prefix in the path. Deep only as the index is.
+    fn walk<'p>(&self, node: &Node, req: &mut Lookup<'p>, rest: &'p str, best: &mut Option<u32>) {
+        if best.is_some_and(|b| b <= node.first_below) {
+            return;
+        }
+        node.first_match(&self.routes, req, rest, best);
+        let Some(after) = rest.strip_prefix('/') else { return };
+        let segment = after.split_once('/').map_or(after, |(s, _)| s);
+        let next = &after[segment.len()..];
+        if let Some(child) = node.children.get(segment) {
+            self.walk(child, req, next, best);
+        }
+        if let Some(child) = node.param.as_deref().filter(|_| !segment.is_empty()) {
+            self.walk(child, req, next, best);
+        }
     }
 
     /// Builds every glob set the index needs now rather than on first use. Called
@@ -295,7 +346,7 @@ impl RouteTable {
                 }
                 node.set.get_or_init(|| node.build_set(routes));
             }
-            node.children.values().all(|c| walk(c, routes, wanted))
+            node.all_children().all(|c| walk(c, routes, wanted))
         }
         walk(&self.root, &self.routes, &wanted);
     }
@@ -325,7 +376,7 @@ mod tests {
     use crate::snapshot::Snapshot;
 
     fn built(node: &Node) -> usize {
-        usize::from(node.set.get().is_some()) + node.children.values().map(built).sum::<usize>()
+        usize::from(node.set.get().is_some()) + node.all_children().map(built).sum::<usize>()
     }
 
     /// Ten public routes `/svcN/*.json` (whose tails need glob sets), with

@@ -30,6 +30,14 @@ const PATTERNS: &[&str] = &[
     "/{x}",
     "/{x}/**",
     "/lit[1]/x",
+    // Parameters inside the prefix (an imported OpenAPI table's shape): the
+    // index follows a literal child and the parameter child of one segment.
+    "/repos/{owner}/{repo}/issues",
+    "/repos/{owner}/{repo}/issues/{n}",
+    "/repos/me/{repo}/issues",
+    "/repos/{owner}/{repo}/*",
+    "/repos/{owner}/x/**",
+    "/{x}/{y}/z",
 ];
 const PATHS: &[&str] = &[
     "/",
@@ -58,6 +66,16 @@ const PATHS: &[&str] = &[
     "/zzz",
     "/zzz/y",
     "/lit[1]/x",
+    "/repos/me/r/issues",
+    "/repos/you/r/issues",
+    "/repos/me/r/issues/3",
+    "/repos/me/x/issues",
+    "/repos/me/x",
+    "/repos/me/r/pulls",
+    "/repos//r/issues",
+    "/repos/me//issues",
+    "/a/b/z",
+    "/t/acme/z",
 ];
 
 fn reference<'a>(routes: &'a [Route], method: &Method, path: &str) -> Option<&'a Route> {

@@ -30,6 +30,12 @@ pub struct Pattern {
     /// What the pattern asks after its literal prefix, when that is simple
     /// enough to check without a glob (`None`: it is not).
     pub tail: Option<Tail>,
+    /// The leading whole segments that are literals or parameters
+    /// (`/repos/{owner}/{repo}/issues/*` → `repos`, a parameter, a
+    /// parameter, `issues`): the route table indexes routes by them.
+    pub index_prefix: Vec<IndexSegment>,
+    /// [`Pattern::tail`], after the index prefix.
+    pub index_tail: Option<Tail>,
     /// Parameter names in order of appearance.
     pub params: Vec<String>,
     /// The same pattern as an anchored regex, one named group per parameter.
@@ -93,13 +99,23 @@ impl Pattern {
             .map(|g| GlobBuilder::new(g).literal_separator(true).backslash_escape(true).build())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("path pattern {source:?}: {e}"))?;
-        let tail = match &segments[literal_prefix.len()..] {
+        let tail_of = |rest: &[&str]| match rest {
             [] => Some(Tail::Exact),
             ["*"] => Some(Tail::Segment),
             ["**"] => Some(Tail::Any),
             [seg] if param_name(seg).is_some() => Some(Tail::Param),
             _ => None,
         };
+        let tail = tail_of(&segments[literal_prefix.len()..]);
+        let index_prefix: Vec<IndexSegment> = segments
+            .iter()
+            .map_while(|s| match param_name(s) {
+                Some(_) => Some(IndexSegment::Param),
+                None if !s.contains(['*', '?', '{', '}', '[', ']', '\\']) => Some(IndexSegment::Literal(s.to_string())),
+                None => None,
+            })
+            .collect();
+        let index_tail = tail_of(&segments[index_prefix.len()..]);
         Ok(Pattern {
             source: source.to_owned(),
             globs,
@@ -107,6 +123,8 @@ impl Pattern {
             matchers: std::sync::OnceLock::new(),
             literal_prefix,
             tail,
+            index_prefix,
+            index_tail,
             params,
             regex_source: re,
             capture: std::sync::OnceLock::new(),
@@ -158,6 +176,15 @@ impl Pattern {
         };
         self.params.iter().filter_map(|name| caps.name(name).map(|m| (name.as_str(), m.as_str()))).collect()
     }
+}
+
+/// One leading segment of a pattern, as the route index knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexSegment {
+    /// The segment itself.
+    Literal(String),
+    /// `{name}`: any one non-empty segment.
+    Param,
 }
 
 /// The rest of a pattern after its literal prefix, in the simple forms that
