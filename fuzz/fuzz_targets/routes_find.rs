@@ -24,6 +24,11 @@ fn snapshot() -> &'static rolegate::snapshot::Snapshot {
             "/s/*",
             "/p/{id}",
             "/a/b",
+            // Parameters inside the index prefix.
+            "/{x}/{y}/z",
+            "/r/{o}/{r}/i",
+            "/r/me/{r}/i",
+            "/r/{o}/{r}/*",
         ] {
             for m in ["", "methods = [\"POST\"]\n"] {
                 text.push_str(&format!("[[routes]]\npath = \"{p}\"\npublic = true\n{m}"));
