@@ -231,7 +231,7 @@ pub async fn serve(
             let mut conn = std::pin::pin!(conn);
             let result = tokio::select! {
                 r = conn.as_mut() => r,
-                () = stopped(&mut stop) => {
+                () = crate::server::stopped(&mut stop) => {
                     conn.as_mut().graceful_shutdown();
                     conn.await
                 }
@@ -246,11 +246,6 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     drop(drain_tx);
     tokio::time::timeout(opts.shutdown_timeout, drain_rx.recv()).await.is_ok()
-}
-
-/// Resolves once shutdown has begun (the guard of the watch value is not kept).
-async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Serves one listening socket with `workers` threads, each with its own

@@ -77,30 +77,37 @@ pub struct Access<'a> {
     pub duration_us: u64,
 }
 
+/// The access-log line as a tracing event (the text formatter, or any
+/// subscriber but rolegate's own JSON one); the fast path writes the same
+/// JSON bytes as tracing's JSON formatter makes of this event (tested).
+fn through_tracing(line: &Access<'_>) {
+    tracing::info!(
+        target: "rolegate::access",
+        request_id = line.request_id,
+        method = line.method,
+        host = line.host,
+        path = line.path,
+        route = line.route,
+        decision = line.decision,
+        reason = line.reason,
+        status = line.status,
+        subject = line.subject,
+        issuer = line.issuer,
+        claims = line.claims,
+        client = %line.client,
+        upstream = line.upstream,
+        authz = line.authz,
+        response_bytes = line.response_bytes,
+        duration_us = line.duration_us,
+        "access"
+    );
+}
+
 /// Writes one access-log line (target `rolegate::access`, level INFO): by
 /// the fast path when the log is JSON, else through tracing.
 pub fn access(line: &Access<'_>) {
     let Some(sink) = JSON_SINK.get() else {
-        tracing::info!(
-            target: "rolegate::access",
-            request_id = line.request_id,
-            method = line.method,
-            host = line.host,
-            path = line.path,
-            route = line.route,
-            decision = line.decision,
-            reason = line.reason,
-            status = line.status,
-            subject = line.subject,
-            issuer = line.issuer,
-            claims = line.claims,
-            client = %line.client,
-            upstream = line.upstream,
-            authz = line.authz,
-            response_bytes = line.response_bytes,
-            duration_us = line.duration_us,
-            "access"
-        );
+        through_tracing(line);
         return;
     };
     thread_local! {
@@ -334,28 +341,7 @@ mod tests {
             let writer = captured.clone();
             let subscriber =
                 tracing_subscriber::fmt().json().flatten_event(true).with_writer(move || writer.clone()).finish();
-            tracing::subscriber::with_default(subscriber, || {
-                tracing::info!(
-                    target: "rolegate::access",
-                    request_id = line.request_id,
-                    method = line.method,
-                    host = line.host,
-                    path = line.path,
-                    route = line.route,
-                    decision = line.decision,
-                    reason = line.reason,
-                    status = line.status,
-                    subject = line.subject,
-                    issuer = line.issuer,
-                    claims = line.claims,
-                    client = %line.client,
-                    upstream = line.upstream,
-                    authz = line.authz,
-                    response_bytes = line.response_bytes,
-                    duration_us = line.duration_us,
-                    "access"
-                );
-            });
+            tracing::subscriber::with_default(subscriber, || through_tracing(&line));
             let theirs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
             let mut ours = Vec::new();
             json_line(&mut ours, &line, SystemTime::now());

@@ -388,7 +388,7 @@ async fn idle(activity: &Activity, timeout: Duration) {
 }
 
 /// Resolves once shutdown has begun (the guard of the watch value is not kept).
-async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
