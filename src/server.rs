@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 
 use crate::gateway::Gateway;
 use crate::headers::ClientConn;
+use crate::sock::Listener;
 
 mod lean;
 
@@ -121,21 +122,26 @@ impl std::fmt::Debug for ServeOptions {
 /// Serves `listener` until `shutdown` completes; then stops accepting and
 /// lets in-flight requests finish for at most `shutdown_timeout`.
 pub async fn serve(listener: TcpListener, gateway: Gateway, opts: ServeOptions, shutdown: impl Future<Output = ()>) {
-    serve_until_drained(listener, gateway, opts, shutdown).await;
+    match listener.into_std().and_then(Listener::new) {
+        Ok(listener) => {
+            serve_until_drained(listener, gateway, opts, shutdown).await;
+        }
+        Err(e) => tracing::error!(error = %e, "cannot register the listener"),
+    }
 }
 
 /// [`serve`], returning whether every connection finished in time. Logs its
 /// shutdown at debug level, naming the listener and the thread
 /// ([`serve_workers`] logs it once for all its workers, at info level).
 async fn serve_until_drained(
-    listener: TcpListener,
+    listener: Listener,
     gateway: Gateway,
     opts: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
     let gateway = Arc::new(gateway);
     let addr = listener.local_addr().map_or_else(|_| "-".to_owned(), |a| a.to_string());
-    let nodelay_inherited = nodelay_on_listener(&listener);
+    let nodelay_inherited = nodelay_on_listener(listener.get_ref());
     let worker = std::thread::current().name().unwrap_or("-").to_owned();
     // HTTP/1.1 (and 1.0) on plain TCP. hyper's http1 builder directly, rather
     // than the auto (h1/h2 sniffing) builder: measured cheaper per request.
@@ -239,6 +245,14 @@ async fn serve_until_drained(
                 }));
             }
             Some(acceptor) => {
+                let stream = match tokio::net::TcpStream::from_std(stream) {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, %peer, "cannot register the connection");
+                        open.dec();
+                        continue;
+                    }
+                };
                 let acceptor = acceptor.clone();
                 let auto_builder = Arc::clone(&auto_builder);
                 let handshake_timeout = opts.header_read_timeout;
@@ -426,7 +440,7 @@ pub fn serve_workers(
                 }
             };
             rt.block_on(async move {
-                let listener = match TcpListener::from_std(socket) {
+                let listener = match Listener::new(socket) {
                     Ok(l) => l,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot register the listener");
@@ -460,7 +474,7 @@ pub fn serve_workers(
 /// Sets `TCP_NODELAY` on a listening socket, where the sockets it accepts
 /// inherit it (Linux): one system call for the listener instead of one per
 /// accepted connection. Whether they do is checked in the tests below.
-fn nodelay_on_listener(listener: &TcpListener) -> bool {
+fn nodelay_on_listener(listener: &impl std::os::fd::AsFd) -> bool {
     cfg!(target_os = "linux") && socket2::SockRef::from(listener).set_tcp_nodelay(true).is_ok()
 }
 

@@ -6,11 +6,74 @@
 
 use std::io;
 use std::io::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::BytesMut;
+use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+
+/// A listening socket whose connections come out as plain sockets, not yet
+/// registered with the runtime's poller: the lean server registers one only
+/// when it has to wait on it, and a connection whose request is there when it
+/// is accepted and that closes after its response never is (two `epoll_ctl`
+/// calls and a wake-up saved per connection).
+pub struct Listener {
+    socket: AsyncFd<std::net::TcpListener>,
+}
+
+impl Listener {
+    /// Watches `listener` (set to non-blocking here) for connections.
+    pub fn new(listener: std::net::TcpListener) -> io::Result<Listener> {
+        listener.set_nonblocking(true)?;
+        // The safe constructor (deprecated for types whose descriptor may
+        // change or close under it; an owned `TcpListener`'s cannot, so its
+        // contract holds: the crate forbids `unsafe`, which the new one is).
+        #[allow(deprecated)]
+        let socket = AsyncFd::with_interest(listener, Interest::READABLE)?;
+        Ok(Listener { socket })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.get_ref().local_addr()
+    }
+
+    pub fn get_ref(&self) -> &std::net::TcpListener {
+        self.socket.get_ref()
+    }
+
+    /// The next connection, non-blocking, and its peer's address.
+    pub async fn accept(&self) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+        loop {
+            let mut ready = self.socket.readable().await?;
+            if let Ok(accepted) = ready.try_io(|listener| accept(listener.get_ref())) {
+                return accepted;
+            }
+        }
+    }
+}
+
+/// `accept4` with the socket made non-blocking in the same call.
+#[cfg(target_os = "linux")]
+fn accept(listener: &std::net::TcpListener) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    use rustix::net::{acceptfrom_with, SocketFlags};
+    let (fd, peer) = acceptfrom_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)?;
+    let stream = std::net::TcpStream::from(fd);
+    match peer.and_then(|p| SocketAddr::try_from(p).ok()) {
+        Some(peer) => Ok((stream, peer)),
+        None => {
+            let peer = stream.peer_addr()?;
+            Ok((stream, peer))
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn accept(listener: &std::net::TcpListener) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    let (stream, peer) = listener.accept()?;
+    stream.set_nonblocking(true)?;
+    Ok((stream, peer))
+}
 
 /// Reads what `io` has into `buf`'s spare room, which the caller reserves
 /// (`Ok(0)` at end of stream; `WouldBlock` when it has nothing).

@@ -71,13 +71,15 @@ pub(super) enum End {
 
 /// Serves plain requests on `io` until the connection ends or a request needs hyper.
 pub(super) async fn serve(
-    mut io: TcpStream,
+    io: std::net::TcpStream,
     gateway: &Gateway,
     client: &ClientConn,
     limits: &Limits,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> End {
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut io = Socket::Direct(io);
+    // Sized by the first read (see `read_direct`); 8 KiB at a time after it.
+    let mut buf = BytesMut::new();
     let mut out = Vec::with_capacity(8 * 1024);
     let mut fields = Vec::with_capacity(16);
     // The first request's head must come within the header timeout of the
@@ -96,7 +98,7 @@ pub(super) async fn serve(
         let parsed = loop {
             if may_be_h2 && !buf.is_empty() {
                 if buf.starts_with(H2_PREFACE) {
-                    return End::H2c(Rewind::new(buf, io));
+                    return io.into_polled().map_or(End::Closed, |io| End::H2c(Rewind::new(buf, io)));
                 }
                 may_be_h2 = H2_PREFACE.starts_with(&buf);
                 if may_be_h2 {
@@ -111,7 +113,9 @@ pub(super) async fn serve(
                 match parse(&mut buf, limits, &mut fields) {
                     Parse::Complete(req) => break req,
                     Parse::Partial => {}
-                    Parse::NotMine => return End::Handover(Rewind::new(buf, io)),
+                    Parse::NotMine => {
+                        return io.into_polled().map_or(End::Closed, |io| End::Handover(Rewind::new(buf, io)))
+                    }
                 }
                 if !started {
                     started = true;
@@ -131,6 +135,11 @@ pub(super) async fn serve(
             Ok(true) => {}
             Ok(false) | Err(_) => return End::Closed,
         }
+        // The next request is waited for: the socket is registered now
+        // (bytes already there raise a readiness event at once).
+        if io.polled().is_err() {
+            return End::Closed;
+        }
         deadline = Instant::now() + limits.idle_timeout;
         started = false;
         out.clear();
@@ -146,17 +155,96 @@ enum Read {
     Closed,
 }
 
+/// The client's socket: read and written directly until it has to be waited
+/// on, then registered with the runtime's poller (see [`crate::sock::Listener`]).
+enum Socket {
+    Direct(std::net::TcpStream),
+    Polled(TcpStream),
+    /// Registration failed: the connection is closed.
+    Lost,
+}
+
+impl Socket {
+    /// The socket, registered with the poller if it was not yet.
+    fn polled(&mut self) -> io::Result<&mut TcpStream> {
+        if matches!(self, Socket::Direct(_)) {
+            if let Socket::Direct(io) = std::mem::replace(self, Socket::Lost) {
+                *self = Socket::Polled(TcpStream::from_std(io)?);
+            }
+        }
+        match self {
+            Socket::Polled(io) => Ok(io),
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn into_polled(mut self) -> io::Result<TcpStream> {
+        self.polled()?;
+        match self {
+            Socket::Polled(io) => Ok(io),
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Writes all of `data`: directly while the socket takes it, then, if it
+    /// is full, registered and waiting for room.
+    async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        if let Socket::Direct(io) = self {
+            while !data.is_empty() {
+                match io::Write::write(io, data) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => data = &data[n..],
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if data.is_empty() {
+                return Ok(());
+            }
+        }
+        self.polled()?.write_all(data).await
+    }
+}
+
+thread_local! {
+    /// A worker's room for reads from sockets not yet registered: safe code
+    /// cannot read into a buffer's uninitialized spare room, and zeroing a
+    /// connection's buffer each time would cost more than copying what came.
+    static DIRECT_READ: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0; 8 * 1024].into_boxed_slice());
+}
+
+/// Reads what a socket not yet registered has, appending it to `buf`.
+fn read_direct(io: &mut std::net::TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    DIRECT_READ.with_borrow_mut(|room| {
+        let n = io::Read::read(io, room)?;
+        buf.extend_from_slice(&room[..n]);
+        Ok(n)
+    })
+}
+
 /// Reads more of the request into `buf` (at once when bytes are waiting).
 /// `timer` is reset only when `deadline` comes before it: a later deadline
 /// (the usual case, each response pushes the idle deadline on) is taken up
 /// when the timer fires, so a request costs no timer registration.
 async fn read(
-    io: &mut TcpStream,
+    socket: &mut Socket,
     buf: &mut BytesMut,
     deadline: Instant,
     mut timer: Pin<&mut tokio::time::Sleep>,
     mut stopped: Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Read {
+    if let Socket::Direct(io) = socket {
+        match read_direct(io, buf) {
+            Ok(0) => return Read::Closed,
+            Ok(_) => return Read::Data,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Read::Closed,
+        }
+    }
+    let Ok(io) = socket.polled() else {
+        return Read::Closed;
+    };
     if timer.deadline() > deadline {
         timer.as_mut().reset(deadline);
     }
@@ -285,7 +373,7 @@ fn request(
 /// `Ok(false)` when it closes as said in the response, `Err` when it cannot go
 /// on (the client went away, or the body broke off or did not match its length).
 async fn write_response(
-    io: &mut TcpStream,
+    io: &mut Socket,
     out: &mut Vec<u8>,
     resp: http::Response<crate::error::Body>,
     head_request: bool,
@@ -473,5 +561,63 @@ mod tests {
             assert_eq!(&buf[..], wire.as_bytes(), "{target}");
         }
         assert!(refused_late > 0, "no target was refused after parsing");
+    }
+
+    /// A socket not yet registered is written directly while it takes the
+    /// bytes; when it is full, it is registered and the rest waits for room:
+    /// nothing is lost or written twice. (The reader is polled only after the
+    /// writer has filled the socket, so the switch always happens.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_write_larger_than_the_socket_takes_goes_on_registered() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut socket = Socket::Direct(server);
+        let data: Vec<u8> = (0..16 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let (written, received) = tokio::join!(
+            async {
+                socket.write_all(&data).await.unwrap();
+                let registered = matches!(socket, Socket::Polled(_));
+                drop(socket);
+                registered
+            },
+            async {
+                let mut got = Vec::new();
+                tokio::io::AsyncReadExt::read_to_end(&mut client, &mut got).await.unwrap();
+                got
+            }
+        );
+        assert!(written, "16 MiB fit in the socket at once: the test did not reach the switch");
+        assert_eq!(received.len(), data.len());
+        assert!(received == data, "the bytes arrived changed");
+    }
+
+    /// A first read finds what the client sent before the connection was
+    /// taken; a later one, with nothing there, registers the socket and waits.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_read_with_nothing_there_registers_and_waits() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        io::Write::write_all(&mut client, b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut socket = Socket::Direct(server);
+        let mut buf = BytesMut::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut timer = pin!(tokio::time::sleep_until(deadline));
+        let mut never = pin!(std::future::pending::<()>());
+        // Poll until the bytes are in (they were written before the accept,
+        // but loopback delivery is not promised before `accept` returns).
+        while buf.len() < 18 {
+            assert!(matches!(read(&mut socket, &mut buf, deadline, timer.as_mut(), never.as_mut()).await, Read::Data));
+        }
+        assert_eq!(&buf[..], b"GET / HTTP/1.1\r\n\r\n");
+        let (more, ()) = tokio::join!(read(&mut socket, &mut buf, deadline, timer.as_mut(), never.as_mut()), async {
+            io::Write::write_all(&mut client, b"GET /2 HTTP/1.1\r\n\r\n").unwrap();
+        });
+        assert!(matches!(more, Read::Data));
+        assert!(matches!(socket, Socket::Polled(_)), "waited for without being registered");
+        assert_eq!(&buf[18..], b"GET /2 HTTP/1.1\r\n\r\n");
     }
 }
