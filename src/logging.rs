@@ -1,35 +1,39 @@
 //! Logs: one subscriber for every line (tracing), written to stderr by a
-//! log thread, text or JSON; and the access log's own fast path.
+//! log thread (`logging/queue.rs`), text or JSON; and the access log's own
+//! fast path.
 //!
 //! The access log has a line per request, so its cost is per request: with
 //! the JSON format (the default when stderr is not a terminal, as in a
 //! container or under systemd), [`access`] writes the line itself — the same
 //! bytes tracing's JSON formatter writes (`{"timestamp":…,"level":"INFO",
 //! "message":"access",<fields>,"target":"rolegate::access"}`, absent fields
-//! left out) — into a per-thread buffer, and hands it to the same log thread
-//! and queue as every other line. Going through tracing's formatter cost
+//! left out) — into a per-thread buffer, and appends it to the same queue as
+//! every other line. Going through tracing's formatter cost
 //! ~29,000 instructions per request (bench/instructions.sh `LOG=1`: field
 //! visitors, serde, `fmt::Write` adapters); this costs a small part of that.
 //! Whether the access log is on is still tracing's to say (`RUST_LOG`), and
 //! the text format goes through tracing as before.
 
 use std::cell::RefCell;
-use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tracing_appender::non_blocking::NonBlocking;
+mod queue;
 
-/// The log thread's queue, when the access log is written as JSON by [`access`].
-static JSON_SINK: OnceLock<NonBlocking> = OnceLock::new();
+pub use queue::Guard;
+use queue::Queue;
 
-/// Logs go to stderr through a queue and a writer thread that writes them
-/// in batches: a request thread formats its access-log line and moves on,
-/// instead of making a `write` syscall per line (with the access log on:
-/// 31–32 → 15 µs of CPU per request, README "Performance"). Never lossy: when
-/// the queue is full, loggers wait.
-pub fn init(format: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard {
+/// The log queue, when the access log is written as JSON by [`access`].
+static JSON_SINK: OnceLock<Queue> = OnceLock::new();
+
+/// Logs go to stderr through a queue and a log thread that writes them in
+/// batches: a request thread formats its access-log line and moves on,
+/// instead of making a `write` syscall per line. Never lossy: when the queue
+/// is full, loggers wait. The log thread writes every queued line when the
+/// guard is dropped (`None` if it could not be started: lines are then
+/// written to stderr directly).
+pub fn init(format: Option<&str>) -> Option<Guard> {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -37,20 +41,17 @@ pub fn init(format: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard
         Some(f) => f == "json",
         None => !std::io::stderr().is_terminal(),
     };
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        // The queue's slots are allocated up front: the default (128,000
-        // lines) cost ~3 MiB of idle RSS; 8,192 lines are milliseconds of
-        // full load.
-        .buffered_lines_limit(8192)
-        .thread_name("rolegate-log")
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let Ok((queue, guard)) = Queue::start(std::io::stderr()) else {
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        let _ = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
+        return None;
+    };
     if json {
-        let _ = JSON_SINK.set(writer.clone());
+        let _ = JSON_SINK.set(queue.clone());
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(queue);
     let _ = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
-    guard
+    Some(guard)
 }
 
 /// One access-log line: a request's outcome. Never the token (only `sub`
@@ -111,14 +112,12 @@ pub fn access(line: &Access<'_>) {
         return;
     };
     thread_local! {
-        static LINE: RefCell<(Vec<u8>, Option<NonBlocking>)> = const { RefCell::new((Vec::new(), None)) };
+        static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
-    LINE.with_borrow_mut(|(buf, writer)| {
+    LINE.with_borrow_mut(|buf| {
         buf.clear();
         json_line(buf, line, SystemTime::now());
-        let writer = writer.get_or_insert_with(|| sink.clone());
-        // The queue is never lossy; a failure means the log thread is gone.
-        let _ = writer.write_all(buf);
+        sink.append(buf);
     });
 }
 
