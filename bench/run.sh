@@ -43,6 +43,7 @@ ROLEGATE_BIN=$repo/target/release/rolegate "$work/run.sh" \
 
 if [[ -d $work/results ]]; then
   cp -r "$work/results/." "$repo/bench/results/"
-  latest=$(ls -1 "$repo/bench/results" | sort | tail -1)
+  # The harness's run directories only (other scripts write files beside them).
+  latest=$(ls -1 "$work/results" | sort | tail -1)
   echo "results: bench/results/$latest/summary.md"
 fi
