@@ -284,21 +284,8 @@ fn date_time(secs: u64) -> [u8; 19] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
     /// A writer tracing's formatter writes into, for the comparison.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use queue::tests::Sink as Captured;
 
     /// The fast path writes the bytes tracing's JSON formatter writes, for
     /// lines with every field, with absent ones, and with text JSON must

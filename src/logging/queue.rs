@@ -151,12 +151,12 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Queue {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    /// A writer the test can read while the log thread writes to it.
+    /// A writer a test can read while another thread writes to it.
     #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
+    pub(in crate::logging) struct Sink(pub(in crate::logging) Arc<Mutex<Vec<u8>>>);
 
     impl Write for Sink {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
