@@ -19,6 +19,9 @@ pub const GATHER: Duration = Duration::from_millis(10);
 const HIGH_WATER: usize = 256 * 1024;
 /// Pending bytes past which loggers wait (a few thousand lines).
 const MAX_PENDING: usize = 4 << 20;
+/// How long dropping the guard waits for the queued lines to be written
+/// (stderr may be a pipe nobody reads: the process still exits).
+const FINAL_WRITE: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 struct State {
@@ -27,13 +30,16 @@ struct State {
     idle: bool,
     /// The guard was dropped: write what is left and end.
     closed: bool,
+    /// The log thread has written everything and ended.
+    done: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
     /// The log thread waits here: for a first line, then for [`GATHER`] or [`HIGH_WATER`].
     lines: Condvar,
-    /// Loggers wait here while [`MAX_PENDING`] bytes are pending.
+    /// Loggers wait here while [`MAX_PENDING`] bytes are pending; the guard,
+    /// for the log thread to end.
     room: Condvar,
 }
 
@@ -96,7 +102,11 @@ impl Queue {
             }
             state.idle = false;
             if state.pending.is_empty() {
-                return; // closed, and everything written
+                // Closed, and everything written.
+                state.done = true;
+                drop(state);
+                shared.room.notify_all();
+                return;
             }
             if !state.closed && state.pending.len() < HIGH_WATER {
                 state = shared
@@ -120,10 +130,17 @@ impl Queue {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.queue.0.lock().closed = true;
-        self.queue.0.lines.notify_one();
-        self.queue.0.room.notify_all();
-        if let Some(thread) = self.thread.take() {
+        let shared = &self.queue.0;
+        shared.lock().closed = true;
+        shared.lines.notify_one();
+        shared.room.notify_all();
+        let state = shared.lock();
+        let (state, _) =
+            shared.room.wait_timeout_while(state, FINAL_WRITE, |s| !s.done).unwrap_or_else(PoisonError::into_inner);
+        let done = state.done;
+        drop(state);
+        // A log thread stuck in a write is left behind, not waited for.
+        if let (true, Some(thread)) = (done, self.thread.take()) {
             let _ = thread.join();
         }
     }
@@ -204,6 +221,34 @@ pub(super) mod tests {
             let key = (words.next().unwrap().to_vec(), words.next().unwrap().to_vec());
             assert!(seen.insert(key), "a line came twice");
         }
+    }
+
+    /// A writer that never returns (stderr a pipe nobody reads) holds the
+    /// guard up for [`FINAL_WRITE`] at most: the process can still exit.
+    #[test]
+    fn a_stuck_writer_does_not_hold_up_the_exit() {
+        struct Stuck(std::sync::mpsc::Receiver<()>);
+        impl Write for Stuck {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                let _ = self.0.recv(); // until the test ends
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (release, stuck) = std::sync::mpsc::channel();
+        let (queue, guard) = Queue::start(Stuck(stuck)).unwrap();
+        queue.append(b"a line nobody reads\n");
+        let (dropped, returned) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(guard);
+            let _ = dropped.send(());
+        });
+        // A deadline far past FINAL_WRITE: a loaded machine still makes it.
+        let ended = returned.recv_timeout(Duration::from_secs(60));
+        drop(release);
+        assert!(ended.is_ok(), "dropping the guard waited for a write that never returns");
     }
 
     /// A single line is written without another one to push it out: after
