@@ -1,9 +1,9 @@
 //! The compiled route table: first match in file order on (method, host, path).
 //!
-//! Routes are indexed by the literal segments their patterns start with; a
-//! lookup visits the index nodes along the path and, at each, tests the routes
-//! that end there: when each of them asks only for a simple [`Tail`] after
-//! the prefix (`*`, `{id}`, `**`, or nothing, as most routes do), by checking
+//! Routes are indexed by the literal and `{param}` segments their patterns
+//! start with; a lookup visits the index nodes along the path and, at each,
+//! tests the routes that end there: when each of them asks only for a simple
+//! [`Tail`] after the prefix (`*`, `**`, or nothing, as most routes do), by checking
 //! the rest of the path directly; else through that node's `GlobSet` (whose
 //! `matches_into` yields glob indices in file order). The lowest file
 //! position whose path pattern, method and host all fit wins. Runs on the

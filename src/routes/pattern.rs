@@ -27,14 +27,12 @@ pub struct Pattern {
     /// The leading whole segments that are plain literals (`/v1/users/*` → `["v1", "users"]`):
     /// the route table indexes routes by them.
     pub literal_prefix: Vec<String>,
-    /// What the pattern asks after its literal prefix, when that is simple
-    /// enough to check without a glob (`None`: it is not).
-    pub tail: Option<Tail>,
     /// The leading whole segments that are literals or parameters
     /// (`/repos/{owner}/{repo}/issues/*` → `repos`, a parameter, a
     /// parameter, `issues`): the route table indexes routes by them.
     pub index_prefix: Vec<IndexSegment>,
-    /// [`Pattern::tail`], after the index prefix.
+    /// What the pattern asks after its index prefix, when that is simple
+    /// enough to check without a glob (`None`: it is not).
     pub index_tail: Option<Tail>,
     /// Parameter names in order of appearance.
     pub params: Vec<String>,
@@ -99,14 +97,6 @@ impl Pattern {
             .map(|g| GlobBuilder::new(g).literal_separator(true).backslash_escape(true).build())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("path pattern {source:?}: {e}"))?;
-        let tail_of = |rest: &[&str]| match rest {
-            [] => Some(Tail::Exact),
-            ["*"] => Some(Tail::Segment),
-            ["**"] => Some(Tail::Any),
-            [seg] if param_name(seg).is_some() => Some(Tail::Param),
-            _ => None,
-        };
-        let tail = tail_of(&segments[literal_prefix.len()..]);
         let index_prefix: Vec<IndexSegment> = segments
             .iter()
             .map_while(|s| match param_name(s) {
@@ -115,14 +105,19 @@ impl Pattern {
                 None => None,
             })
             .collect();
-        let index_tail = tail_of(&segments[index_prefix.len()..]);
+        // A trailing `{name}` is in the index prefix already.
+        let index_tail = match &segments[index_prefix.len()..] {
+            [] => Some(Tail::Exact),
+            ["*"] => Some(Tail::Segment),
+            ["**"] => Some(Tail::Any),
+            _ => None,
+        };
         Ok(Pattern {
             source: source.to_owned(),
             globs,
             compiled,
             matchers: std::sync::OnceLock::new(),
             literal_prefix,
-            tail,
             index_prefix,
             index_tail,
             params,
@@ -187,7 +182,7 @@ pub enum IndexSegment {
     Param,
 }
 
-/// The rest of a pattern after its literal prefix, in the simple forms that
+/// The rest of a pattern after its index prefix, in the simple forms that
 /// most routes take; checked on the rest of the path after that prefix with
 /// the same result as the pattern's globs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,20 +191,17 @@ pub enum Tail {
     Exact,
     /// `*`: one more segment, possibly empty (`/v1/users/*`).
     Segment,
-    /// `{name}`: one more non-empty segment (`/v1/users/{id}`).
-    Param,
     /// `**`: anything below the prefix, or the prefix itself (`/admin/**`).
     Any,
 }
 
 impl Tail {
-    /// Whether `rest` fits: what follows the literal prefix in a path that
+    /// Whether `rest` fits: what follows the index prefix in a path that
     /// starts with `/` (empty, or starting with `/`).
     pub fn matches(self, rest: &str) -> bool {
         match self {
             Tail::Exact => rest.is_empty(),
             Tail::Segment => rest.strip_prefix('/').is_some_and(|seg| !seg.contains('/')),
-            Tail::Param => rest.strip_prefix('/').is_some_and(|seg| !seg.is_empty() && !seg.contains('/')),
             Tail::Any => rest.is_empty() || rest.starts_with('/'),
         }
     }
@@ -490,27 +482,38 @@ mod tests {
         /// what the pattern's globs give on the whole path.
         #[test]
         fn simple_tails_agree_with_the_globs(
-            prefix in proptest::collection::vec("[ab]{0,2}", 0..3),
+            prefix in proptest::collection::vec(proptest::sample::select(vec!["", "a", "b", "ab", "{p}"]), 0..3),
             tail in proptest::sample::select(vec!["", "*", "**", "{id}", "*.x", "?"]),
             path in "(/[abx.*]{0,2}){0,5}/?",
             below_prefix in proptest::bool::ANY,
         ) {
-            let mut source: String = prefix.iter().map(|s| format!("/{s}")).collect();
+            // Parameters of the prefix get names of their own (`{p0}`, `{p1}`).
+            let mut source: String = prefix
+                .iter()
+                .enumerate()
+                .map(|(i, s)| if *s == "{p}" { format!("/{{p{i}}}") } else { format!("/{s}") })
+                .collect();
             if !tail.is_empty() || source.is_empty() {
                 source = format!("{source}/{tail}");
             }
             // Patterns with empty segments inside are refused; those are not the point here.
             let Ok(p) = Pattern::parse(&source) else { return Ok(()) };
-            let Some(t) = p.tail else { return Ok(()) };
-            let lit: String = p.literal_prefix.iter().map(|s| format!("/{s}")).collect();
+            let Some(t) = p.index_tail else { return Ok(()) };
+            // A path with the index prefix: its literals, `x` for a parameter.
+            let lit: String = p
+                .index_prefix
+                .iter()
+                .map(|s| match s {
+                    IndexSegment::Literal(s) => format!("/{s}"),
+                    IndexSegment::Param => "/x".to_owned(),
+                })
+                .collect();
             // Half the paths are the prefix and something (often nothing) after it.
             let path = if below_prefix { format!("{lit}{path}") } else { path };
             let path = if path.is_empty() { "/".to_owned() } else { path };
             // The route index reaches a pattern's routes only on paths whose
-            // leading segments are its literal prefix.
-            let reached = path == lit || path.starts_with(&format!("{lit}/")) || lit.is_empty();
-            if reached {
-                let rest = &path[lit.len()..];
+            // leading segments fit its index prefix (a parameter: any non-empty segment).
+            if let Some(rest) = after_index_prefix(&p.index_prefix, &path) {
                 proptest::prop_assert_eq!(t.matches(rest), p.is_match(&Candidate::new(&path)), "{} on {}", source, path);
             }
         }
@@ -532,18 +535,44 @@ mod tests {
         }
     }
 
+    /// What follows `prefix` in `path`, if the path's leading segments fit it.
+    fn after_index_prefix<'p>(prefix: &[IndexSegment], path: &'p str) -> Option<&'p str> {
+        let mut rest = path;
+        for want in prefix {
+            let after = rest.strip_prefix('/')?;
+            let segment = after.split_once('/').map_or(after, |(s, _)| s);
+            match want {
+                IndexSegment::Literal(l) if l == segment => {}
+                IndexSegment::Param if !segment.is_empty() => {}
+                _ => return None,
+            }
+            rest = &after[segment.len()..];
+        }
+        Some(rest)
+    }
+
     #[test]
     fn tails() {
-        let tail = |p: &str| Pattern::parse(p).unwrap().tail;
+        let tail = |p: &str| Pattern::parse(p).unwrap().index_tail;
         assert_eq!(tail("/v1/health"), Some(Tail::Exact));
         assert_eq!(tail("/"), Some(Tail::Exact));
         assert_eq!(tail("/v1/users/*"), Some(Tail::Segment));
-        assert_eq!(tail("/v1/users/{id}"), Some(Tail::Param));
+        // Parameters are segments of the index prefix.
+        assert_eq!(tail("/v1/users/{id}"), Some(Tail::Exact));
+        assert_eq!(tail("/a/{x}/b"), Some(Tail::Exact));
+        assert_eq!(tail("/repos/{owner}/{repo}/issues/*"), Some(Tail::Segment));
         assert_eq!(tail("/admin/**"), Some(Tail::Any));
         assert_eq!(tail("/**"), Some(Tail::Any));
-        for complex in ["/v1/*/x", "/v1/users/*.json", "/a/{x}/b", "/a/**/b", "/f?o", "/lit[1]", "/docs/{a,b}"] {
+        for complex in ["/v1/*/x", "/v1/users/*.json", "/a/**/b", "/f?o", "/lit[1]", "/docs/{a,b}"] {
             assert_eq!(tail(complex), None, "{complex}");
         }
+        let prefix = |p: &str| Pattern::parse(p).unwrap().index_prefix;
+        let lit = |s: &str| IndexSegment::Literal(s.to_owned());
+        assert_eq!(
+            prefix("/repos/{owner}/{repo}/issues/*"),
+            [lit("repos"), IndexSegment::Param, IndexSegment::Param, lit("issues")]
+        );
+        assert_eq!(prefix("/v1/users/*.json"), [lit("v1"), lit("users")]);
     }
 
     #[test]
