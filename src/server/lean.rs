@@ -167,10 +167,8 @@ enum Socket {
 impl Socket {
     /// The socket, registered with the poller if it was not yet.
     fn polled(&mut self) -> io::Result<&mut TcpStream> {
-        if matches!(self, Socket::Direct(_)) {
-            if let Socket::Direct(io) = std::mem::replace(self, Socket::Lost) {
-                *self = Socket::Polled(TcpStream::from_std(io)?);
-            }
+        if let Socket::Direct(_) = self {
+            *self = Socket::Polled(std::mem::replace(self, Socket::Lost).into_polled()?);
         }
         match self {
             Socket::Polled(io) => Ok(io),
@@ -178,11 +176,11 @@ impl Socket {
         }
     }
 
-    fn into_polled(mut self) -> io::Result<TcpStream> {
-        self.polled()?;
+    fn into_polled(self) -> io::Result<TcpStream> {
         match self {
+            Socket::Direct(io) => TcpStream::from_std(io),
             Socket::Polled(io) => Ok(io),
-            _ => Err(io::ErrorKind::NotConnected.into()),
+            Socket::Lost => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
