@@ -34,7 +34,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::BodyExt as _;
 use rolegate::body::RequestBody;
-use rolegate::gateway::Gateway;
+use rolegate::gateway::{Gateway, Writer};
 use rolegate::headers::ClientConn;
 use rolegate::mint::{self, Signer};
 use serde_json::json;
@@ -140,7 +140,7 @@ fn bench(c: &mut Criterion) {
         rt.block_on(rt.spawn(async move {
             let started = Instant::now();
             for _ in 0..iters {
-                let resp = gateway.handle(request(token.as_deref(), Method::GET), &client).await;
+                let resp = gateway.handle(request(token.as_deref(), Method::GET), &client, Writer::Lean).await;
                 assert_eq!(resp.status(), expect);
                 black_box(resp.into_body().collect().await.unwrap().to_bytes());
             }

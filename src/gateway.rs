@@ -23,6 +23,15 @@ use crate::normalize;
 use crate::snapshot::{Shared, Snapshot};
 use crate::upstream;
 
+/// The server that writes a response to its client: the lean server takes an
+/// HTTP/1.1 upstream's response fields as they were received (no header map
+/// is built for them); hyper's server takes a header map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    Lean,
+    Hyper,
+}
+
 /// Everything a request needs, shared by all connections.
 #[derive(Clone)]
 pub struct Gateway {
@@ -108,8 +117,9 @@ impl Gateway {
         &self.shared
     }
 
-    /// Handles one request from the client at the other end of `conn`.
-    pub async fn handle(&self, req: Request<RequestBody>, conn: &ClientConn) -> Response<Body> {
+    /// Handles one request from the client at the other end of `conn`; its
+    /// response is written by `writer`.
+    pub async fn handle(&self, req: Request<RequestBody>, conn: &ClientConn, writer: Writer) -> Response<Body> {
         let started = Instant::now();
         // One snapshot for the whole request, even if a reload swaps it meanwhile.
         let snap = self.shared.load_full();
@@ -120,7 +130,7 @@ impl Gateway {
         // takes no request with a body, so no gRPC call).
         ctx.grpc = matches!(req.body(), RequestBody::Hyper(_)) && crate::error::is_grpc(req.headers());
         let peer = Peer { conn, trusted: is_trusted(&snap, conn) };
-        let result = self.enforce_and_forward(&snap, &mut ctx, req, peer, &request_id).await;
+        let result = self.enforce_and_forward(&snap, &mut ctx, req, peer, &request_id, writer).await;
         self.finish(result, &mut ctx, &method, conn, &request_id, started)
     }
 
@@ -283,6 +293,7 @@ impl Gateway {
         mut req: Request<RequestBody>,
         peer: Peer<'_>,
         request_id: &HeaderValue,
+        writer: Writer,
     ) -> Result<Response<Body>, GatewayError> {
         let parts = RequestParts {
             method: req.method(),
@@ -313,7 +324,9 @@ impl Gateway {
             }
         }
         let waiting = Instant::now();
-        let resp = upstream::forward(req, permit.destination(), upgrade.is_some(), trailers, &self.metrics).await;
+        let as_received = (writer == Writer::Lean).then_some(request_id);
+        let resp =
+            upstream::forward(req, permit.destination(), upgrade.is_some(), trailers, as_received, &self.metrics).await;
         ctx.upstream_wait = waiting.elapsed();
         let mut resp = resp?;
         let mut splice = None;
@@ -342,7 +355,10 @@ impl Gateway {
             }
         }
         let (mut parts, body) = resp.into_parts();
-        headers::client_response(&mut parts.headers, request_id);
+        // Fields kept as received were rewritten as they were read.
+        if !body.has_fields() {
+            headers::client_response(&mut parts.headers, request_id);
+        }
         if let Some((client, protocol, mut upstream_io)) = splice {
             headers::set_upgrade(&mut parts.headers, &protocol);
             // The client's bytes after its upgrade request stay in hyper's

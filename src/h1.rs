@@ -22,6 +22,7 @@ pub mod chunked;
 pub mod encode;
 pub mod framing;
 pub mod head;
+pub mod hop;
 
 pub use chunked::{ChunkError, ChunkedDecoder, Decoded};
 pub use framing::Framing;

@@ -18,6 +18,7 @@ use ipnet::IpNet;
 
 use crate::auth::identity::list_value;
 use crate::auth::{Caller, ForwardedHeader, IdentitySource};
+use crate::h1::hop;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -28,83 +29,41 @@ static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 static X_FORWARDED_PATH: HeaderName = HeaderName::from_static("x-forwarded-path");
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 /// Header names with a rule of their own, as bits: found in one pass over a
 /// message's names ([`special`]), so that a rule costs nothing when its
-/// header is absent (most messages have none of them).
+/// header is absent (most messages have none of them). The hop-by-hop
+/// fields' bits are `h1::hop`'s; these take the bits above them.
 mod bit {
-    pub const CONNECTION: u32 = 1;
-    pub const KEEP_ALIVE: u32 = 1 << 1;
-    pub const PROXY_CONNECTION: u32 = 1 << 2;
-    pub const PROXY_AUTHENTICATE: u32 = 1 << 3;
-    pub const PROXY_AUTHORIZATION: u32 = 1 << 4;
-    pub const TE: u32 = 1 << 5;
-    pub const TRANSFER_ENCODING: u32 = 1 << 7;
-    pub const UPGRADE: u32 = 1 << 8;
-    pub const HTTP2_SETTINGS: u32 = 1 << 9;
+    use crate::h1::hop::FREE;
+    pub use crate::h1::hop::{ALL as HOP_BY_HOP, CONNECTION, TE};
     /// The client's expectation is the gateway's to meet (hyper's server
     /// answers `100 Continue`): never passed on.
-    pub const EXPECT: u32 = 1 << 10;
-    pub const X_FORWARDED_URI: u32 = 1 << 11;
-    pub const X_FORWARDED_PATH: u32 = 1 << 12;
-    pub const X_FORWARDED_PREFIX: u32 = 1 << 13;
-    pub const X_REAL_IP: u32 = 1 << 14;
-    pub const FORWARDED: u32 = 1 << 15;
-    /// Hop-by-hop headers that never cross the gateway (plus any named in
-    /// `Connection`; `Upgrade` is restored for an allowed upgrade;
-    /// `HTTP2-Settings` belongs to the `h2c` upgrade, which is never passed
-    /// on). `Trailer` is not one (RFC 9110 §6.6.2): it names the trailer
-    /// fields a chunked message carries, and passes with them.
-    pub const HOP_BY_HOP: u32 = CONNECTION
-        | KEEP_ALIVE
-        | PROXY_CONNECTION
-        | PROXY_AUTHENTICATE
-        | PROXY_AUTHORIZATION
-        | TE
-        | TRANSFER_ENCODING
-        | UPGRADE
-        | HTTP2_SETTINGS;
+    pub const EXPECT: u32 = FREE;
+    pub const X_FORWARDED_URI: u32 = FREE << 1;
+    pub const X_FORWARDED_PATH: u32 = FREE << 2;
+    pub const X_FORWARDED_PREFIX: u32 = FREE << 3;
+    pub const X_REAL_IP: u32 = FREE << 4;
+    pub const FORWARDED: u32 = FREE << 5;
     pub const PATH_AND_ADDRESS: u32 = X_FORWARDED_URI | X_FORWARDED_PATH | X_FORWARDED_PREFIX | X_REAL_IP;
 }
 
-/// The headers that carry each hop-by-hop bit, in bit order.
-fn hop_by_hop_names() -> [(u32, &'static HeaderName); 10] {
-    [
-        (bit::CONNECTION, &header::CONNECTION),
-        (bit::KEEP_ALIVE, &KEEP_ALIVE),
-        (bit::PROXY_CONNECTION, &PROXY_CONNECTION),
-        (bit::PROXY_AUTHENTICATE, &header::PROXY_AUTHENTICATE),
-        (bit::PROXY_AUTHORIZATION, &header::PROXY_AUTHORIZATION),
-        (bit::TE, &header::TE),
-        (bit::TRANSFER_ENCODING, &header::TRANSFER_ENCODING),
-        (bit::UPGRADE, &header::UPGRADE),
-        (bit::HTTP2_SETTINGS, &HTTP2_SETTINGS),
-        (bit::EXPECT, &header::EXPECT),
-    ]
+/// The headers removed by their bit: the hop-by-hop ones, and `Expect`.
+fn hop_by_hop_names() -> impl Iterator<Item = (u32, &'static HeaderName)> {
+    hop::names().into_iter().chain([(bit::EXPECT, &header::EXPECT)])
 }
 
 /// The bit of a (lower-case) header name with a rule of its own; 0 for the rest.
 fn special(name: &str) -> u32 {
-    match name.len() {
-        2 if name == "te" => bit::TE,
-        6 if name == "expect" => bit::EXPECT,
-        7 if name == "upgrade" => bit::UPGRADE,
-        9 if name == "x-real-ip" => bit::X_REAL_IP,
-        9 if name == "forwarded" => bit::FORWARDED,
-        10 if name == "connection" => bit::CONNECTION,
-        10 if name == "keep-alive" => bit::KEEP_ALIVE,
-        14 if name == "http2-settings" => bit::HTTP2_SETTINGS,
-        15 if name == "x-forwarded-uri" => bit::X_FORWARDED_URI,
-        16 if name == "proxy-connection" => bit::PROXY_CONNECTION,
-        16 if name == "x-forwarded-path" => bit::X_FORWARDED_PATH,
-        17 if name == "transfer-encoding" => bit::TRANSFER_ENCODING,
-        18 if name == "proxy-authenticate" => bit::PROXY_AUTHENTICATE,
-        18 if name == "x-forwarded-prefix" => bit::X_FORWARDED_PREFIX,
-        19 if name == "proxy-authorization" => bit::PROXY_AUTHORIZATION,
-        _ => 0,
-    }
+    hop::bit(name)
+        | match name.len() {
+            6 if name == "expect" => bit::EXPECT,
+            9 if name == "x-real-ip" => bit::X_REAL_IP,
+            9 if name == "forwarded" => bit::FORWARDED,
+            15 if name == "x-forwarded-uri" => bit::X_FORWARDED_URI,
+            16 if name == "x-forwarded-path" => bit::X_FORWARDED_PATH,
+            18 if name == "x-forwarded-prefix" => bit::X_FORWARDED_PREFIX,
+            _ => 0,
+        }
 }
 
 /// Client headers that tell a framework to run another method or serve another
@@ -141,18 +100,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// `Connection`, the headers it names, but `Host`).
 fn remove_hop_by_hop(headers: &mut HeaderMap, present: u32) {
     if present & bit::CONNECTION != 0 {
-        // Names listed in `Connection`; `close` and `keep-alive` are options or
-        // already on the fixed list (no allocation when nothing else is named).
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
-            .filter_map(|t| HeaderName::from_bytes(t).ok())
-            .filter(|n| n != header::HOST)
-            .collect();
-        for name in named {
+        for name in hop::connection_named(headers.get_all(header::CONNECTION).iter().map(HeaderValue::as_bytes)) {
             headers.remove(name);
         }
     }
@@ -535,6 +483,21 @@ pub fn client_response(headers: &mut HeaderMap, request_id: &HeaderValue) {
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
 }
 
+/// [`client_response`] for a response whose fields are passed as they were
+/// received (hop-by-hop ones left out when they were read), with no name twice:
+/// the same fields in the same order as the rewritten map would give, the
+/// upstream's `x-request-id` replaced in place, else the gateway's last.
+pub fn client_response_fields<'a>(
+    fields: impl Iterator<Item = (&'a HeaderName, &'a [u8])> + Clone,
+    request_id: &'a HeaderValue,
+) -> impl Iterator<Item = (&'a HeaderName, &'a [u8])> {
+    let id = request_id.as_bytes();
+    let has_id = fields.clone().any(|(name, _)| *name == X_REQUEST_ID);
+    fields
+        .map(move |(name, value)| (name, if *name == X_REQUEST_ID { id } else { value }))
+        .chain((!has_id).then_some((&X_REQUEST_ID, id)))
+}
+
 /// The client's `x-request-id` when it is reasonable (1–128 visible ASCII
 /// characters), else a new one: a per-process random prefix and a counter.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
@@ -606,8 +569,9 @@ mod tests {
             .filter(|n| n != header::HOST)
             .collect();
         // `Upgrade` named here too, so that the check holds even if the list loses it.
-        let fixed = hop_by_hop_names().map(|(_, n)| n).into_iter().filter(|n| *n != header::EXPECT);
-        for name in named.iter().chain(fixed).chain([&header::UPGRADE, &HTTP2_SETTINGS]) {
+        let fixed = hop_by_hop_names().map(|(_, n)| n).filter(|n| *n != header::EXPECT);
+        let http2_settings = HeaderName::from_static("http2-settings");
+        for name in named.iter().chain(fixed).chain([&header::UPGRADE, &http2_settings]) {
             h.remove(name);
         }
     }
@@ -631,6 +595,46 @@ mod tests {
             strip_reference(&mut want);
             strip_hop_by_hop(&mut h);
             proptest::prop_assert_eq!(h, want);
+        }
+
+        /// Leaving the hop-by-hop fields out as a response is read
+        /// (`HopByHop`) gives the map that stripping the whole map gives; and
+        /// fields kept as received (no name twice) give the client the fields of
+        /// that map, rewritten, in its order.
+        #[test]
+        fn fields_kept_as_received_are_the_rewritten_map(
+            picks in proptest::collection::vec((0usize..16, 0usize..6), 0..10),
+        ) {
+            use crate::h1::head::{header_map, Field, Fields};
+            use crate::h1::hop::HopByHop;
+            const NAMES: [&str; 16] = ["connection", "keep-alive", "proxy-connection", "x-request-id",
+                "server", "te", "trailer", "transfer-encoding", "upgrade", "host", "x-a",
+                "content-type", "set-cookie", "x-b", "http2-settings", "expect"];
+            const CONNECTION_VALUES: [&str; 6] =
+                ["keep-alive", "close", "Upgrade", "x-a, Keep-Alive", "X-B,host , te", " , ,x-a"];
+            let (mut wire, mut fields) = (Vec::new(), Vec::<Field>::new());
+            for (name, value) in picks {
+                let value = if name == 0 { CONNECTION_VALUES[value] } else { ["v", "w x"][value % 2] };
+                let start = wire.len() + NAMES[name].len() + 2;
+                wire.extend_from_slice(format!("{}: {value}\r\n", NAMES[name]).as_bytes());
+                fields.push((HeaderName::from_static(NAMES[name]), start..start + value.len()));
+            }
+            let head = bytes::Bytes::from(wire);
+            let id = HeaderValue::from_static("the-id");
+            let mut whole = header_map(&head, &mut fields.clone(), 1, |_| false).unwrap();
+            client_response(&mut whole, &id);
+            let hop = HopByHop::of(fields.iter().map(|(name, value)| (name, &head[value.clone()])));
+            let kept: Vec<Field> = fields.into_iter().filter(|(name, _)| !hop.drops(name)).collect();
+            let mut map = header_map(&head, &mut kept.clone(), 1, |_| false).unwrap();
+            client_response(&mut map, &id);
+            proptest::prop_assert_eq!(&map, &whole);
+            let twice = kept.iter().enumerate().any(|(i, (name, _))| kept[..i].iter().any(|(n, _)| n == name));
+            if !twice {
+                let received = Fields::new(head.clone(), kept);
+                let got: Vec<(&HeaderName, &[u8])> = client_response_fields(received.iter(), &id).collect();
+                let want: Vec<(&HeaderName, &[u8])> = map.iter().map(|(name, value)| (name, value.as_bytes())).collect();
+                proptest::prop_assert_eq!(got, want);
+            }
         }
     }
 

@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Writer};
 use crate::headers::ClientConn;
 use crate::sock::Listener;
 
@@ -312,7 +312,9 @@ fn hyper_service(
             // before it completes, it was reset by the client (HTTP/2) or the
             // client went away, and it counts against the reset limit.
             let mut request = seen.begin();
-            let resp = gw.handle(req.map(RequestBody::Hyper), &client).await;
+            let resp = gw.handle(req.map(RequestBody::Hyper), &client, Writer::Hyper).await;
+            // hyper writes the header map: no response may carry its fields elsewhere.
+            debug_assert!(!matches!(resp.body(), http_body_util::Either::Left(b) if b.has_fields()));
             request.completed = true;
             Ok::<_, Infallible>(resp)
         }

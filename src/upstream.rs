@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::Scheme;
-use http::{Request, Response, Uri};
+use http::{HeaderValue, Request, Response, Uri};
 use rustls::pki_types::ServerName;
 
 use crate::body::RequestBody;
@@ -301,11 +301,14 @@ impl<'a> Destination<'a> {
 /// (HTTP/1.1 upstreams only); to any other request, a `101` is refused.
 /// `trailers`: the client accepts trailers (`TE: trailers`), which the
 /// upstream is told (over HTTP/1.1 with `Connection: te`, as `TE` is hop-by-hop).
+/// `as_received`: the client's writer takes an HTTP/1.1 response's fields as
+/// they were received, their `x-request-id` this one (see `UpstreamBody`).
 pub async fn forward(
     req: Request<RequestBody>,
     to: Destination<'_>,
     upgrade: bool,
     trailers: bool,
+    as_received: Option<&HeaderValue>,
     metrics: &Metrics,
 ) -> Result<Response<UpstreamBody>, UpstreamError> {
     let up = to.upstream;
@@ -329,7 +332,7 @@ pub async fn forward(
             _ => learn_alpn(up, worker, deadline).await?,
         },
     };
-    let call = Call { up, worker, target, upgrade, trailers, deadline };
+    let call = Call { up, worker, target, upgrade, trailers, as_received, deadline };
     match h2 {
         true => http2::exchange(&call, req).await,
         false => http1::exchange(&call, req, metrics).await,
@@ -347,6 +350,9 @@ struct Call<'a> {
     upgrade: bool,
     /// The client accepts trailers.
     trailers: bool,
+    /// The client's writer takes the response's fields as received (HTTP/1.1
+    /// only), with this request id in `x-request-id`.
+    as_received: Option<&'a HeaderValue>,
     /// The response head must come by then.
     deadline: tokio::time::Instant,
 }

@@ -57,6 +57,17 @@ fn script(path: &str) -> (String, bool) {
             "HTTP/1.1 200 OK\r\nx-conn: {n}\r\ntransfer-encoding: chunked\r\ntrailer: grpc-status\r\n\r\n5\r\nhello\r\n0\r\ngrpc-status: 0\r\n\r\n".into(),
             false,
         ),
+        // Hop-by-hop fields amid the others (one named by `Connection`), the
+        // upstream's own request id, names in mixed case.
+        "/docs/fields" => (
+            "HTTP/1.1 200 OK\r\nServer: up\r\nConnection: X-Drop, keep-alive\r\nX-Drop: gone\r\nKeep-Alive: timeout=5\r\nX-Request-Id: upstream-id\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nETag: \"e\"\r\n\r\nok".into(),
+            false,
+        ),
+        // The same with a name given twice, apart.
+        "/docs/fields-repeated" => (
+            "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nConnection: keep-alive\r\nServer: up\r\nSet-Cookie: b=2\r\nContent-Length: 2\r\n\r\nok".into(),
+            false,
+        ),
         "/docs/large" => (ok("", &large_body()), false),
         "/docs/large-chunked" => {
             let mut s = String::from("HTTP/1.1 200 OK\r\nx-conn: {n}\r\ntransfer-encoding: chunked\r\n\r\n");
@@ -304,6 +315,8 @@ async fn the_lean_server_writes_responses_byte_for_byte_as_hyper_does() {
         "/docs/conn-close",
         "/docs/http10",
         "/docs/repeated-length",
+        "/docs/fields",
+        "/docs/fields-repeated",
         "/docs/large",
         "/docs/large-chunked",
         "/docs/trailers",
@@ -327,6 +340,44 @@ async fn the_lean_server_writes_responses_byte_for_byte_as_hyper_does() {
             assert!(body_a == body_b, "{method} {path}: bodies differ ({} and {} bytes)", body_a.len(), body_b.len());
         }
     }
+}
+
+/// The response fields reach the client in the upstream's order, without
+/// the hop-by-hop ones (those `Connection` names too) and with the request's
+/// id in place of the upstream's; a name given twice has its values together
+/// at its first place (as a header map holds them, which hyper's server writes).
+#[tokio::test]
+async fn response_fields_keep_their_order_without_the_hop_by_hop_ones() {
+    let up = scripted_upstream().await;
+    let gw = gateway(&up).await;
+    let lines = |text: &str| -> Vec<String> {
+        let (head, body) = head_and_body(text);
+        assert_eq!(body, "ok", "{text:?}");
+        head.split("\r\n").skip(1).filter(|l| !l.starts_with("date: ")).map(str::to_owned).collect()
+    };
+    let request = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\nX-Request-Id: same-id\r\nConnection: close\r\n\r\n")
+    };
+    let text = exchange_to_end(gw.addr, &request("/docs/fields")).await;
+    let expected = [
+        "server: up",
+        "x-request-id: same-id",
+        "content-type: text/plain",
+        "content-length: 2",
+        "etag: \"e\"",
+        "connection: close",
+    ];
+    assert_eq!(lines(&text), expected, "{text}");
+    let text = exchange_to_end(gw.addr, &request("/docs/fields-repeated")).await;
+    let expected = [
+        "set-cookie: a=1",
+        "set-cookie: b=2",
+        "server: up",
+        "content-length: 2",
+        "x-request-id: same-id",
+        "connection: close",
+    ];
+    assert_eq!(lines(&text), expected, "{text}");
 }
 
 /// Every request takes the same exchange, whatever its method or body: the

@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::header;
+use http::header::{self, HeaderName};
 use http::StatusCode;
 
 /// `METHOD target HTTP/1.1`, then every header, then the empty line, in
@@ -46,16 +46,17 @@ pub struct Written {
 /// 304, and no length for 1xx, 204 and 304; the first `content-length` only;
 /// `date` added when missing; `connection: close` when not `keep_alive`.
 /// `Transfer-Encoding` and `Connection` are this writer's.
-/// `ended`: the body has no frames left at all.
-pub fn response_head(
+/// `ended`: the body has no frames left at all. `fields`: the header fields,
+/// in order (a header map's, or fields kept as received).
+pub fn response_head<'a>(
     out: &mut Vec<u8>,
-    parts: &http::response::Parts,
+    status: StatusCode,
+    fields: impl Iterator<Item = (&'a HeaderName, &'a [u8])>,
     head_request: bool,
     keep_alive: bool,
     ended: bool,
     length: Option<u64>,
 ) -> Result<Written, &'static str> {
-    let status = parts.status;
     // 1xx, 204 and 304 have neither a body nor a length; an answer to HEAD
     // has a length but no body.
     let may_have_length =
@@ -65,7 +66,7 @@ pub fn response_head(
     let mut framing = None; // Some(n): content-length n; None: decided below
     let mut wrote_date = false;
     let mut wrote_trailer = false;
-    for (name, value) in &parts.headers {
+    for (name, value) in fields {
         if wrote_trailer && *name != header::TRAILER {
             out.extend_from_slice(b"\r\n");
             wrote_trailer = false;
@@ -79,9 +80,7 @@ pub fn response_head(
                 }
                 framing = match length {
                     Some(n) => Some(n),
-                    None => {
-                        Some(super::content_length(value.as_bytes()).ok_or("invalid content-length in a response")?)
-                    }
+                    None => Some(super::content_length(value).ok_or("invalid content-length in a response")?),
                 };
             }
             // Framing and connection handling are this writer's.
@@ -91,7 +90,7 @@ pub fn response_head(
             header::TRAILER => {
                 if !no_body {
                     out.extend_from_slice(if wrote_trailer { b", " } else { b"trailer: " });
-                    out.extend_from_slice(value.as_bytes());
+                    out.extend_from_slice(value);
                     wrote_trailer = true;
                 }
                 continue;
@@ -101,7 +100,7 @@ pub fn response_head(
         }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
     if wrote_trailer {

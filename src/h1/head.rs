@@ -26,22 +26,47 @@ pub fn place(buf: &[u8], part: &[u8]) -> std::ops::Range<usize> {
 }
 
 /// The header map of a head split off its read buffer: each field's value is
-/// a slice of `head` (no copy), in order, but for the fields named `leave_out`;
-/// room is left for `extra` more headers. `fields` is emptied.
+/// a slice of `head` (no copy), in order, but for the fields `leave_out`
+/// names; room is left for `extra` more headers. `fields` is emptied.
 pub fn header_map(
     head: &Bytes,
     fields: &mut Vec<Field>,
     extra: usize,
-    leave_out: Option<&HeaderName>,
+    leave_out: impl Fn(&HeaderName) -> bool,
 ) -> Result<HeaderMap, http::header::InvalidHeaderValue> {
     let mut headers = HeaderMap::with_capacity(fields.len() + extra);
     for (name, value) in fields.drain(..) {
-        if leave_out.is_some_and(|n| *n == name) {
+        if leave_out(&name) {
             continue;
         }
         headers.append(name, HeaderValue::from_maybe_shared(head.slice(value))?);
     }
     Ok(headers)
+}
+
+/// Whether `value` is a valid [`HeaderValue`] (visible ASCII, spaces, tabs
+/// and obs-text): what [`header_map`] checks, for fields kept without a map.
+pub fn valid_value(value: &[u8]) -> bool {
+    // Every byte looked at (no early exit): a loop the compiler vectorizes.
+    value.iter().fold(true, |ok, &b| ok & (((b >= 32) & (b != 127)) | (b == b'\t')))
+}
+
+/// A head's fields as they were received, without a header map: the head's
+/// bytes and each field's name and value place in them, in order.
+#[derive(Debug)]
+pub struct Fields {
+    head: Bytes,
+    list: Vec<Field>,
+}
+
+impl Fields {
+    pub fn new(head: Bytes, list: Vec<Field>) -> Fields {
+        Fields { head, list }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &[u8])> + Clone {
+        self.list.iter().map(|(name, value)| (name, &self.head[value.clone()]))
+    }
 }
 
 /// A `Content-Length` value: decimal digits only (no sign, no spaces inside;
@@ -223,6 +248,13 @@ mod tests {
         assert_eq!(content_length(b" 12 "), Some(12));
         for bad in [&b""[..], b"+2", b"-2", b"1 2", b"0x10", b"12345678901234567890"] {
             assert_eq!(content_length(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn valid_values_are_those_of_header_value() {
+        for b in 0..=255u8 {
+            assert_eq!(valid_value(&[b'a', b]), HeaderValue::from_bytes(&[b'a', b]).is_ok(), "byte {b}");
         }
     }
 

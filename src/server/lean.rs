@@ -26,16 +26,17 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::header;
 use http::{Method, Request, StatusCode, Uri, Version};
+use http_body_util::Either;
 use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::body::RequestBody;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Writer};
 use crate::h1::head::RequestParse;
 use crate::h1::{self, encode::Written, Field};
-use crate::headers::ClientConn;
+use crate::headers::{self, ClientConn};
 
 /// Longest request target accepted here (hyper's limit; longer goes to hyper, which answers 414).
 const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
@@ -129,7 +130,7 @@ pub(super) async fn serve(
         };
         let (req, keep_alive) = parsed;
         let head_request = req.method() == Method::HEAD;
-        let resp = gateway.handle(req, client).await;
+        let resp = gateway.handle(req, client, Writer::Lean).await;
         let keep_alive = keep_alive && !*stop.borrow();
         match write_response(&mut io, &mut out, resp, head_request, keep_alive).await {
             Ok(true) => {}
@@ -358,7 +359,7 @@ fn request(
     let uri = Uri::from_maybe_shared(head.slice(target)).ok()?;
     // Room for the headers the gateway adds upstream (`x-forwarded-for`,
     // `-proto`, `-host`, `x-request-id`) without growing.
-    let headers = h1::header_map(head, fields, 4, None).ok()?;
+    let headers = h1::header_map(head, fields, 4, |_| false).ok()?;
     let mut req = Request::new(RequestBody::Empty);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
@@ -389,8 +390,22 @@ async fn write_response(
     // What hyper calls the body's length: none when it has already ended.
     let ended = replaced || body.is_end_stream();
     let length = if ended { Some(0) } else { body.size_hint().exact() };
-    let Written { no_body, chunked, length: framing } =
-        h1::encode::response_head(out, &parts, head_request, keep_alive, ended, length).map_err(io::Error::other)?;
+    let status = parts.status;
+    let written = match &body {
+        Either::Left(upstream) if !replaced => upstream.received().map(|(fields, request_id)| {
+            let fields = headers::client_response_fields(fields, request_id);
+            h1::encode::response_head(out, status, fields, head_request, keep_alive, ended, length)
+        }),
+        _ => None,
+    };
+    let written = match written {
+        Some(written) => written,
+        None => {
+            let fields = parts.headers.iter().map(|(name, value)| (name, value.as_bytes()));
+            h1::encode::response_head(out, status, fields, head_request, keep_alive, ended, length)
+        }
+    };
+    let Written { no_body, chunked, length: framing } = written.map_err(io::Error::other)?;
     if no_body || ended {
         io.write_all(out).await?;
         return Ok(keep_alive);

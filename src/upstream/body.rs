@@ -5,27 +5,56 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use hyper::body::{Body, Frame, SizeHint};
 
 use super::{http1, http2};
+use crate::h1::head::Fields;
 
 /// An upstream response body. An HTTP/1.1 connection goes back to the pool
 /// when the body has been read to its exact end (a body dropped before its
 /// end closes the connection instead); an HTTP/2 stream ends with its body.
-pub struct UpstreamBody(Kind);
+///
+/// It may carry the response's header fields as they were received, in
+/// place of its header map (for a client writer that takes them so).
+pub struct UpstreamBody {
+    kind: Kind,
+    received: Option<Box<Received>>,
+}
 
 enum Kind {
     Http1(http1::Body),
     Http2(http2::Body),
 }
 
+/// A response's header fields as received, hop-by-hop ones left out, and the
+/// request's `x-request-id`, which replaces the upstream's.
+pub(super) struct Received {
+    pub(super) fields: Fields,
+    pub(super) request_id: HeaderValue,
+}
+
 impl UpstreamBody {
-    pub(super) fn http1(body: http1::Body) -> UpstreamBody {
-        UpstreamBody(Kind::Http1(body))
+    pub(super) fn http1(body: http1::Body, received: Option<Box<Received>>) -> UpstreamBody {
+        UpstreamBody { kind: Kind::Http1(body), received }
     }
 
     pub(super) fn http2(body: hyper::body::Incoming, in_flight: http2::InFlight) -> UpstreamBody {
-        UpstreamBody(Kind::Http2(http2::Body { body, _in_flight: in_flight }))
+        UpstreamBody { kind: Kind::Http2(http2::Body { body, _in_flight: in_flight }), received: None }
+    }
+
+    /// Whether it carries the response's header fields (see [`Self::received`]).
+    pub fn has_fields(&self) -> bool {
+        self.received.is_some()
+    }
+
+    /// The response's header fields as received, hop-by-hop ones left out,
+    /// and the request id for its `x-request-id`, when they are carried here
+    /// (its header map is then empty; `headers::client_response_fields`
+    /// gives the client's).
+    pub fn received(&self) -> Option<(impl Iterator<Item = (&HeaderName, &[u8])> + Clone, &HeaderValue)> {
+        let r = self.received.as_ref()?;
+        Some((r.fields.iter(), &r.request_id))
     }
 }
 
@@ -46,7 +75,7 @@ impl Body for UpstreamBody {
     type Error = BodyError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match &mut self.get_mut().0 {
+        match &mut self.get_mut().kind {
             Kind::Http1(body) => body.poll_frame(cx),
             Kind::Http2(body) => body.poll_frame(cx).map(|f| {
                 f.map(|r| {
@@ -60,14 +89,14 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.0 {
+        match &self.kind {
             Kind::Http1(body) => body.is_end_stream(),
             Kind::Http2(body) => body.body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.0 {
+        match &self.kind {
             Kind::Http1(body) => body.size_hint(),
             Kind::Http2(body) => body.body.size_hint(),
         }

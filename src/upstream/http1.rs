@@ -21,17 +21,19 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
-use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::{Body as _, Frame, SizeHint};
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
+use super::body::Received;
 use super::conn::{Idle, Io, PendingUpgrade, Upgraded};
 use super::{BodyError, Upstream, UpstreamBody, UpstreamError};
 use crate::body::RequestBody;
 use crate::h1::framing;
-use crate::h1::head::{Parsed, ResponseHead};
+use crate::h1::head::{Fields, Parsed, ResponseHead};
+use crate::h1::hop::HopByHop;
 use crate::h1::{self as wire, ChunkedDecoder, Decoded, Field, Framing};
 use crate::metrics::Metrics;
 
@@ -129,7 +131,7 @@ pub(super) async fn exchange(
     req: Request<RequestBody>,
     metrics: &Metrics,
 ) -> Result<Response<UpstreamBody>, UpstreamError> {
-    let super::Call { up, worker, target, upgrade, trailers, deadline } = *call;
+    let super::Call { up, worker, target, upgrade, trailers, as_received, deadline } = *call;
     let failed = |what: &str| UpstreamError::Failed(up.name.clone(), what.to_owned());
     let timed_out = || UpstreamError::Timeout(up.name.clone());
     let (mut parts, body) = req.into_parts();
@@ -184,7 +186,7 @@ pub(super) async fn exchange(
                 Some(Err(SendError::Upstream(_))) => sent_whole = false,
             }
         }
-        let read = within(timer.as_mut(), deadline, read_head(&mut conn, head_request, upgrade)).await;
+        let read = within(timer.as_mut(), deadline, read_head(&mut conn, head_request, upgrade, as_received)).await;
         conn.timer = Some(timer);
         let Some(read) = read else { return Err(timed_out()) };
         match read {
@@ -399,14 +401,23 @@ enum HeadError {
 /// be reused once the body has been read.
 struct Head {
     status: StatusCode,
+    /// Empty when the fields are kept as `received`.
     headers: HeaderMap,
+    received: Option<Box<Received>>,
     keep_alive: bool,
 }
 
 /// Reads until a final (non-1xx) response head is complete; leaves the bytes
 /// after it in `conn.buf`. A `101` is a final head only for a request that
-/// asked to upgrade.
-async fn read_head(conn: &mut Conn, head_request: bool, upgrade: bool) -> Result<(Head, Framing), HeadError> {
+/// asked to upgrade. Hop-by-hop fields are left out of all but a `101` (whose
+/// `Upgrade` the gateway checks); with a `request_id`, the fields are kept as
+/// received where a map would give the same (see [`received`]).
+async fn read_head(
+    conn: &mut Conn,
+    head_request: bool,
+    upgrade: bool,
+    request_id: Option<&HeaderValue>,
+) -> Result<(Head, Framing), HeadError> {
     let mut seen_any = false;
     loop {
         if !conn.buf.is_empty() {
@@ -416,13 +427,24 @@ async fn read_head(conn: &mut Conn, head_request: bool, upgrade: bool) -> Result
                     // The head is taken off the buffer; the header values are
                     // slices of those bytes (no copy).
                     let head = conn.buf.split_to(len).freeze();
-                    let mut headers =
-                        header_map(&head, &mut conn.fields, found.drop_length || found.single_length.is_some())?;
-                    if let Some(n) = found.single_length {
+                    let ResponseHead { status, keep_alive, framing, drop_length, single_length } = found;
+                    let hop = (status != StatusCode::SWITCHING_PROTOCOLS)
+                        .then(|| HopByHop::of(conn.fields.iter().map(|(name, value)| (name, &head[value.clone()]))));
+                    let length_replaced = drop_length || single_length.is_some();
+                    let leave_out = |name: &HeaderName| {
+                        (length_replaced && *name == CONTENT_LENGTH) || hop.as_ref().is_some_and(|h| h.drops(name))
+                    };
+                    if let (Some(id), Some(_), false) = (request_id, &hop, length_replaced) {
+                        if let Some(fields) = received(&head, &mut conn.fields, leave_out) {
+                            let received = Some(Box::new(Received { fields, request_id: id.clone() }));
+                            return Ok((Head { status, headers: HeaderMap::new(), received, keep_alive }, framing));
+                        }
+                    }
+                    let mut headers = header_map(&head, &mut conn.fields, leave_out)?;
+                    if let Some(n) = single_length {
                         headers.insert(CONTENT_LENGTH, n.into());
                     }
-                    let ResponseHead { status, keep_alive, framing, .. } = found;
-                    return Ok((Head { status, headers, keep_alive }, framing));
+                    return Ok((Head { status, headers, received: None, keep_alive }, framing));
                 }
                 // An interim 1xx response: the final one follows (maybe already read).
                 Some((len, None)) => {
@@ -443,10 +465,34 @@ async fn read_head(conn: &mut Conn, head_request: bool, upgrade: bool) -> Result
 }
 
 /// The header map of a final head, its values sliced from `head`.
-fn header_map(head: &Bytes, fields: &mut Vec<Field>, drop_length: bool) -> Result<HeaderMap, HeadError> {
+fn header_map(
+    head: &Bytes,
+    fields: &mut Vec<Field>,
+    leave_out: impl Fn(&HeaderName) -> bool,
+) -> Result<HeaderMap, HeadError> {
     // Room for the header the gateway adds (`x-request-id`) without growing.
-    wire::header_map(head, fields, 1, drop_length.then_some(&CONTENT_LENGTH))
-        .map_err(|_| HeadError::Invalid("a response header value is not valid"))
+    wire::header_map(head, fields, 1, leave_out).map_err(|_| HeadError::Invalid("a response header value is not valid"))
+}
+
+/// The fields of a final head but those `leave_out` names, kept as received
+/// (no header map; `fields` is emptied), when a map would hold the same in
+/// the same order: no name twice (a map groups a name's values at its first
+/// place). Else `None`, and `fields` is left as it was. The values are valid
+/// for a map: the parser takes no other bytes in them.
+fn received(head: &Bytes, fields: &mut Vec<Field>, leave_out: impl Fn(&HeaderName) -> bool) -> Option<Fields> {
+    let mut list: Vec<Field> = Vec::with_capacity(fields.len());
+    for (name, value) in fields.iter() {
+        if leave_out(name) {
+            continue;
+        }
+        if list.iter().any(|(n, _)| n == name) {
+            return None;
+        }
+        debug_assert!(wire::head::valid_value(&head[value.clone()]));
+        list.push((name.clone(), value.clone()));
+    }
+    fields.clear();
+    Some(Fields::new(head.clone(), list))
 }
 
 /// [`wire::head::parse_response`], its refusals as [`HeadError::Invalid`].
@@ -493,7 +539,7 @@ fn into_response(
             })),
         }
     };
-    let mut resp = Response::new(UpstreamBody::http1(body));
+    let mut resp = Response::new(UpstreamBody::http1(body, head.received));
     *resp.status_mut() = head.status;
     *resp.version_mut() = Version::HTTP_11;
     *resp.headers_mut() = head.headers;
@@ -699,13 +745,37 @@ mod tests {
     }
 
     proptest! {
-        /// Arbitrary bytes never panic the head parser.
+        /// Arbitrary bytes never panic the head parser; the values of a head
+        /// it takes are valid header values (fields kept as received are
+        /// never checked again), so its map always builds.
         #[test]
         fn arbitrary_heads_do_not_panic(wire in proptest::collection::vec(any::<u8>(), 0..600)) {
             for (head_request, upgrade) in [(false, false), (true, false), (false, true)] {
                 let mut fields = Vec::new();
-                if let Ok(Some((len, Some(found)))) = parse_head(&wire, head_request, upgrade, &mut fields) {
-                    let _ = header_map(&Bytes::copy_from_slice(&wire[..len]), &mut fields, found.drop_length);
+                if let Ok(Some((len, Some(_)))) = parse_head(&wire, head_request, upgrade, &mut fields) {
+                    for (_, value) in &fields {
+                        prop_assert!(wire::head::valid_value(&wire[value.clone()]));
+                    }
+                    prop_assert!(header_map(&Bytes::copy_from_slice(&wire[..len]), &mut fields, |_| false).is_ok());
+                }
+            }
+        }
+
+        /// Heads of header-value bytes, control bytes among them: what the
+        /// parser takes as a value is valid (arbitrary bytes seldom make a head).
+        #[test]
+        fn accepted_values_are_valid(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 1..4)) {
+            let mut wire = b"HTTP/1.1 200 OK\r\n".to_vec();
+            for value in &values {
+                wire.extend_from_slice(b"x-v: ");
+                wire.extend_from_slice(value);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"content-length: 0\r\n\r\n");
+            let mut fields = Vec::new();
+            if let Ok(Some((_, Some(_)))) = parse_head(&wire, false, false, &mut fields) {
+                for (_, value) in &fields {
+                    prop_assert!(wire::head::valid_value(&wire[value.clone()]), "{:?}", String::from_utf8_lossy(&wire));
                 }
             }
         }
