@@ -576,6 +576,10 @@ mod tests {
         }
     }
 
+    /// `Connection` values for the generated messages: options, names, a host, empty items.
+    const CONNECTION_VALUES: [&str; 6] =
+        ["keep-alive", "close", "Upgrade", "x-a, Keep-Alive", "X-B,host , te", " , ,x-a"];
+
     proptest::proptest! {
         #[test]
         fn stripping_equals_the_plain_definition(
@@ -584,8 +588,6 @@ mod tests {
             const NAMES: [&str; 16] = ["connection", "keep-alive", "proxy-connection", "proxy-authenticate",
                 "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host", "x-a",
                 "content-type", "authorization", "x-b", "http2-settings", "expect"];
-            const CONNECTION_VALUES: [&str; 6] =
-                ["keep-alive", "close", "Upgrade", "x-a, Keep-Alive", "X-B,host , te", " , ,x-a"];
             let mut h = HeaderMap::new();
             for (name, value) in picks {
                 let value = if name == 0 { CONNECTION_VALUES[value] } else { "v" };
@@ -610,8 +612,6 @@ mod tests {
             const NAMES: [&str; 16] = ["connection", "keep-alive", "proxy-connection", "x-request-id",
                 "server", "te", "trailer", "transfer-encoding", "upgrade", "host", "x-a",
                 "content-type", "set-cookie", "x-b", "http2-settings", "expect"];
-            const CONNECTION_VALUES: [&str; 6] =
-                ["keep-alive", "close", "Upgrade", "x-a, Keep-Alive", "X-B,host , te", " , ,x-a"];
             let (mut wire, mut fields) = (Vec::new(), Vec::<Field>::new());
             for (name, value) in picks {
                 let value = if name == 0 { CONNECTION_VALUES[value] } else { ["v", "w x"][value % 2] };

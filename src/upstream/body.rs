@@ -8,8 +8,8 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::{http1, http2};
-use crate::h1::head::Fields;
+use super::http1::{self, Received};
+use super::http2;
 
 /// An upstream response body. An HTTP/1.1 connection goes back to the pool
 /// when the body has been read to its exact end (a body dropped before its
@@ -25,13 +25,6 @@ pub struct UpstreamBody {
 enum Kind {
     Http1(http1::Body),
     Http2(http2::Body),
-}
-
-/// A response's header fields as received, hop-by-hop ones left out, and the
-/// request's `x-request-id`, which replaces the upstream's.
-pub(super) struct Received {
-    pub(super) fields: Fields,
-    pub(super) request_id: HeaderValue,
 }
 
 impl UpstreamBody {

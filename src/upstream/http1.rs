@@ -27,7 +27,6 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
-use super::body::Received;
 use super::conn::{Idle, Io, PendingUpgrade, Upgraded};
 use super::{BodyError, Upstream, UpstreamBody, UpstreamError};
 use crate::body::RequestBody;
@@ -395,6 +394,14 @@ enum HeadError {
     Closed,
     Io(io::Error),
     Invalid(&'static str),
+}
+
+/// A response's header fields as received, hop-by-hop ones left out, and the
+/// request's `x-request-id`, which replaces the upstream's (carried by its
+/// `UpstreamBody` for the lean server).
+pub(super) struct Received {
+    pub(super) fields: Fields,
+    pub(super) request_id: HeaderValue,
 }
 
 /// The parsed response head: status, headers, and whether the connection may
