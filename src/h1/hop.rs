@@ -64,10 +64,13 @@ pub fn names() -> [(u32, &'static HeaderName); 9] {
 /// `close` and `keep-alive` (options, or already on the fixed list) and
 /// `Host` (no allocation when nothing else is named).
 pub fn connection_named<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<HeaderName> {
+    let option = |t: &[u8]| t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive");
     values
+        // Most values are one option alone: not taken apart.
+        .filter(|v| !option(v))
         .flat_map(|v| v.split(|b| *b == b','))
         .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"))
+        .filter(|t| !t.is_empty() && !option(t))
         .filter_map(|t| HeaderName::from_bytes(t).ok())
         .filter(|n| n != header::HOST)
         .collect()
