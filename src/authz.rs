@@ -259,52 +259,9 @@ pub fn serve_workers(
     workers: usize,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-    let (timeout, workers) = (opts.shutdown_timeout, workers.max(1));
-    let announced = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut threads = Vec::with_capacity(workers);
-    for index in 0..workers {
-        let socket = listener.try_clone()?;
-        let (authz, opts) = (authz.clone(), opts.clone());
-        let mut stop = shutdown.clone();
-        let announced = Arc::clone(&announced);
-        let thread = std::thread::Builder::new().name(format!("rolegate-authz-{index}")).spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "authz: cannot start a worker runtime");
-                    return true;
-                }
-            };
-            rt.block_on(async move {
-                let listener = match TcpListener::from_std(socket) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!(error = %e, "authz: cannot register the listener");
-                        return true;
-                    }
-                };
-                serve(listener, authz, opts, async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                    if !announced.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                        tracing::info!(listener = %addr, "authz: shutting down: no new connections; waiting for checks in flight");
-                    }
-                })
-                .await
-            })
-        })?;
-        threads.push(thread);
-    }
-    drop(listener);
-    let mut drained = true;
-    for t in threads {
-        drained &= t.join().unwrap_or(false);
-    }
-    if drained {
-        tracing::info!(listener = %addr, "authz: all connections closed");
-    } else {
-        tracing::warn!(listener = %addr, ?timeout, "authz: shutdown deadline passed with checks still in flight");
-    }
-    Ok(())
+    let pool = crate::server::Pool { thread: "rolegate-authz", prefix: "authz: ", work: "checks" };
+    let timeout = opts.shutdown_timeout;
+    crate::server::run_workers(listener, workers, pool, timeout, shutdown, move |_, socket, stop| async move {
+        Ok(serve(TcpListener::from_std(socket)?, authz, opts, stop).await)
+    })
 }

@@ -420,42 +420,79 @@ pub fn serve_workers(
     workers: usize,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let pool = Pool { thread: "rolegate-worker", prefix: "", work: "requests" };
+    let timeout = opts.shutdown_timeout;
+    run_workers(listener, workers, pool, timeout, shutdown, move |index, socket, stop| {
+        crate::upstream::set_worker_index(index);
+        async move { Ok(serve_until_drained(Listener::new(socket)?, gateway, opts, stop).await) }
+    })
+}
+
+/// A pool of workers as its threads and log lines name it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pool {
+    /// Thread names: `{thread}-{index}`.
+    pub thread: &'static str,
+    /// Put before each of the pool's log lines (`""`, or `"authz: "`).
+    pub prefix: &'static str,
+    /// What its connections have in flight (`"requests"`, `"checks"`).
+    pub work: &'static str,
+}
+
+/// Resolves once shutdown has begun: a worker's cue to stop accepting.
+pub(crate) type Stop = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs `workers` threads, each with its own single-threaded tokio runtime,
+/// serving `listener` (a clone each) with the future `serve` makes from the
+/// worker's index, its socket (non-blocking, to be registered on its runtime)
+/// and its [`Stop`]; that future says whether the worker drained in time
+/// (`Err`: the socket could not be registered). The first worker to see the
+/// stop says so, once for the listener; returns when every worker is done.
+pub(crate) fn run_workers<S, F>(
+    listener: std::net::TcpListener,
+    workers: usize,
+    pool: Pool,
+    timeout: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    serve: S,
+) -> std::io::Result<()>
+where
+    S: FnOnce(usize, std::net::TcpListener, Stop) -> F + Clone + Send + 'static,
+    F: Future<Output = std::io::Result<bool>>,
+{
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let (timeout, workers) = (opts.shutdown_timeout, workers.max(1));
-    // The first worker to see the stop says so, once for the listener.
+    let workers = workers.max(1);
     let announced = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut threads = Vec::with_capacity(workers);
     for index in 0..workers {
         let socket = listener.try_clone()?;
-        let gateway = gateway.clone();
-        let opts = opts.clone();
+        let serve = serve.clone();
         let mut stop = shutdown.clone();
         let announced = Arc::clone(&announced);
-        let thread = std::thread::Builder::new().name(format!("rolegate-worker-{index}")).spawn(move || {
-            crate::upstream::set_worker_index(index);
+        let thread = std::thread::Builder::new().name(format!("{}-{index}", pool.thread)).spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot start a worker runtime");
+                    tracing::error!(error = %e, "{}cannot start a worker runtime", pool.prefix);
                     return true;
                 }
             };
-            rt.block_on(async move {
-                let listener = match Listener::new(socket) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot register the listener");
-                        return true;
-                    }
-                };
-                serve_until_drained(listener, gateway, opts, async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                    if !announced.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                        tracing::info!(listener = %addr, workers, "shutting down: no new connections; waiting for in-flight requests");
-                    }
-                })
-                .await
+            let stop: Stop = Box::pin(async move {
+                let _ = stop.wait_for(|s| *s).await;
+                if !announced.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::info!(
+                        listener = %addr,
+                        workers,
+                        "{}shutting down: no new connections; waiting for in-flight {}",
+                        pool.prefix,
+                        pool.work
+                    );
+                }
+            });
+            rt.block_on(serve(index, socket, stop)).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "{}cannot register the listener", pool.prefix);
+                true
             })
         })?;
         threads.push(thread);
@@ -466,9 +503,9 @@ pub fn serve_workers(
         drained &= t.join().unwrap_or(false);
     }
     if drained {
-        tracing::info!(listener = %addr, "all connections closed");
+        tracing::info!(listener = %addr, "{}all connections closed", pool.prefix);
     } else {
-        tracing::warn!(listener = %addr, ?timeout, "shutdown deadline passed with requests still in flight");
+        tracing::warn!(listener = %addr, ?timeout, "{}shutdown deadline passed with {} still in flight", pool.prefix, pool.work);
     }
     Ok(())
 }
