@@ -526,18 +526,11 @@ async fn https_upstreams_pick_their_protocol_by_alpn() {
         let acceptor = tls_acceptor_alpn(&pki.cert_pem, &pki.key_pem, &offered);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let svc = hyper::service::service_fn(answer_version);
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
+        serve_tls(listener, acceptor, |tls| async move {
+            let svc = hyper::service::service_fn(answer_version);
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
         });
         let proto = protocol.map(|p| format!("\nprotocol = \"{p}\"")).unwrap_or_default();
         let table = STANDARD_ROUTES.replace(

@@ -166,23 +166,15 @@ async fn https_upstreams_are_verified_with_ca_file() {
     let acceptor = tls_acceptor(&pki.cert_pem, &pki.key_pem);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let up = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else { return };
-                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                    Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(format!(
-                        "secure {}",
-                        req.uri().path()
-                    )))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
+    serve_tls(listener, acceptor, |tls| async move {
+        let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+            Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(format!(
+                "secure {}",
+                req.uri().path()
+            )))))
+        });
+        let _ =
+            hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), svc).await;
     });
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("up-ca.pem"), &pki.ca_pem).unwrap();

@@ -106,25 +106,18 @@ async fn websocket_upgrade_reaches_an_https_upstream_that_also_speaks_h2() {
     let acceptor = tls_acceptor_alpn(&pki.cert_pem, &pki.key_pem, &[b"h2", b"http/1.1"]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { continue };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let svc = hyper::service::service_fn(echo_upgrade);
-                // The protocol ALPN agreed on, as real servers do (not sniffed from the first bytes).
-                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                } else {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .with_upgrades()
-                        .await;
-                }
-            });
+    serve_tls(listener, acceptor, |tls| async move {
+        let svc = hyper::service::service_fn(echo_upgrade);
+        // The protocol ALPN agreed on, as real servers do (not sniffed from the first bytes).
+        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+            let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
+        } else {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), svc)
+                .with_upgrades()
+                .await;
         }
     });
     let table = STANDARD_ROUTES.replace(

@@ -443,6 +443,27 @@ pub fn tls_acceptor_alpn(cert_pem: &str, key_pem: &str, alpn: &[&[u8]]) -> tokio
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
+/// A TLS server for the rest of the test: accepts on `listener`, and hands
+/// each connection that completes its handshake with `acceptor` to `serve`,
+/// on a task of its own.
+pub fn serve_tls<F, Fut>(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, serve: F)
+where
+    F: Fn(tokio_rustls::server::TlsStream<TcpStream>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let (acceptor, serve) = (acceptor.clone(), serve.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    serve(tls).await;
+                }
+            });
+        }
+    });
+}
+
 /// A small table for tests that run the real binary: one issuer (`ISS`, RS256
 /// key `k1` from `rsa.pub.pem`, roles in `ts_roles`) and one route `/admin/**`
 /// requiring `admin_role`. `server_extra` goes into `[server]` after `listen`.
