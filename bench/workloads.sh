@@ -9,7 +9,9 @@
 #   tls-full    a new TLS connection per request, full handshake (benches/churn.rs)
 #   tls-resume  a new TLS connection per request, resuming the session
 # Each row: req/s of both, the ratio, p99 of both, and each proxy's CPU µs per
-# request (utime+stime from /proc, over the run). Pinning: upstream + proxy on
+# request (utime+stime from /proc, over the run); the raw lines also split it
+# into user and kernel time and give the proxy's context switches per request
+# (voluntary and not, every thread, from /proc). Pinning: upstream + proxy on
 # CPU 0, the load generator on CPU 1 (as ../shared/bench, LAYOUT=sut).
 #
 #   bench/workloads.sh                          # 3 rounds x 8 s, every row
@@ -103,20 +105,24 @@ for u in http://127.0.0.1:$((BASE+1)) http://127.0.0.1:$((BASE+2)) https://127.0
   c=$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$u/v1/users/123"); echo "check $u -> $c"
   [[ $c == 200 ]] || { echo "not serving: $u"; exit 1; }
 done
-cpu_ticks() { # every process of the group $1 leads (nginx's workers, rolegate's threads): utime+stime, in ticks
-  local total=0 p
+usage() { # every process of the group $1 leads (nginx's workers, rolegate's threads): "utime stime switches", ticks and count
+  local user=0 sys=0 sw=0 p t
   for p in $(ps -eo pid=,pgid= | awk -v g="$1" '$2==g {print $1}'); do
-    total=$((total + $(awk '{print $14+$15}' /proc/"$p"/stat 2>/dev/null || echo 0)))
+    read -r u s < <(awk '{print $14, $15}' /proc/"$p"/stat 2>/dev/null || echo 0 0)
+    user=$((user + ${u:-0})); sys=$((sys + ${s:-0}))
+    for t in /proc/"$p"/task/*; do
+      sw=$((sw + $(awk '/^(non)?voluntary_ctxt_switches/ {s += $2} END {print s + 0}' "$t"/status 2>/dev/null || echo 0)))
+    done
   done
-  echo "$total"
+  echo "$user $sys $sw"
 }
 results=$repo/bench/results/workloads-$(date -u +%Y%m%dT%H%M%SZ).txt
 mkdir -p "$repo/bench/results"
 hz=$(getconf CLK_TCK)
-measure() { # row target pidkey url ...: one line "row target rps p99_us cpu_us_per_req"
+measure() { # row target pidkey url ...: one line "row target rps p99_us cpu_us_per_req user_us sys_us switches_per_req"
   local row=$1 target=$2 pid=${PID[$3]} url=$4; shift 4
-  local before after out rps p99 n
-  before=$(cpu_ticks "$pid")
+  local u0 s0 w0 u1 s1 w1 out rps p99 n
+  read -r u0 s0 w0 < <(usage "$pid")
   case $row in
     tls-full|tls-resume)
       local resume=0; [[ $row == tls-resume ]] && resume=1
@@ -130,8 +136,8 @@ measure() { # row target pidkey url ...: one line "row target rps p99_us cpu_us_
       n=$(awk '/requests in/ {print $1}' <<<"$out")
       grep -qE 'Non-2xx|Socket errors' <<<"$out" && echo "  $(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr '\n' ' ')" ;;
   esac
-  after=$(cpu_ticks "$pid")
-  local cpu; cpu=$(python3 -c "print(f'{($after-$before)/$hz*1e6/max($n,1):.1f}')")
+  read -r u1 s1 w1 < <(usage "$pid")
+  local cpu; cpu=$(python3 -c "n = max($n, 1); u, s = ($u1-$u0)/$hz*1e6/n, ($s1-$s0)/$hz*1e6/n; print(f'{u+s:.1f} {u:.1f} {s:.1f} {($w1-$w0)/n:.3f}')")
   echo "$row $target $rps $p99 $cpu" | tee -a "$results"
 }
 for r in $(seq 1 "$ROUNDS"); do
@@ -162,7 +168,7 @@ import sys, statistics as st, collections
 d = collections.defaultdict(list)
 for l in open(sys.argv[1]):
     p = l.split()
-    if len(p) == 5:
+    if len(p) >= 5:
         d[(p[0], p[1])].append(tuple(float(x) for x in p[2:]))
 print("| workload | nginx req/s | rolegate req/s | ratio (per round) | p99 nginx / rolegate | CPU µs/req nginx / rolegate |")
 print("|---|---|---|---|---|---|")
