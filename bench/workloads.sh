@@ -11,19 +11,24 @@
 # Each row: req/s of both, the ratio, p99 of both, and each proxy's CPU µs per
 # request (utime+stime from /proc, over the run); the raw lines also split it
 # into user and kernel time and give the proxy's context switches per request
-# (voluntary and not, every thread, from /proc). Pinning: upstream + proxy on
-# CPU 0, the load generator on CPU 1 (as ../shared/bench, LAYOUT=sut).
+# (every thread, from /proc), then the voluntary and the involuntary ones
+# apart. Pinning: upstream + proxy on CPU 0, the load generator on CPU 1 (as
+# ../shared/bench, LAYOUT=sut).
 #
 #   bench/workloads.sh                          # 3 rounds x 8 s, every row
 #   ROUNDS=5 DURATION=10 ROWS="keepalive logs" bench/workloads.sh
 #   ROLEGATE_BIN=/path/to/other/rolegate bench/workloads.sh
 #   ROLEGATE_B=/path/to/variant bench/workloads.sh   # an A/B: a third column, "b"
+#   UPSTREAM_SCHED=batch bench/workloads.sh   # the upstream nginx as SCHED_BATCH:
+#       a woken upstream then never preempts the proxy on their shared CPU (an
+#       experiment on the scheduler, not a setting of either proxy)
 # Installs nginx and wrk from Debian's packages when missing (as root).
 # Results: bench/results/workloads-<stamp>.txt (every run's line) and the table on stdout.
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-8}; CONNS=${CONNS:-32}; BASE=${BASE:-29180}
 ROWS=${ROWS:-"keepalive logs churn tls tls-full tls-resume"}
+UPSTREAM_SCHED=${UPSTREAM_SCHED:-other}
 for tool in nginx wrk taskset openssl; do
   command -v "$tool" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk util-linux openssl >/dev/null; break; }
 done
@@ -44,7 +49,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout tls
 openssl genpkey -algorithm RSA -out idp.key 2>/dev/null; openssl pkey -in idp.key -pubout -out idp.pub.pem
 TOKEN=$("$ROLEGATE_BIN" mint --key idp.key --kid k1 --ttl 2h --claims '{"iss":"https://idp.bench","aud":"bench","sub":"u1","ts_permissions":["users:read"]}')
 declare -A PID
-mk_nginx() { # name listen-directive http-extra server-body
+mk_nginx() { # name listen-directive http-extra server-body [scheduling policy]
   mkdir -p "$1"/logs "$1"/tmp
   cat > "$1/nginx.conf" <<NG
 worker_processes 1; pid nginx.pid; error_log logs/error.log warn;
@@ -55,10 +60,10 @@ http { access_log off; server_tokens off; keepalive_requests 1000000; keepalive_
   server { $2
     $4 } }
 NG
-  setsid taskset -c 0 nginx -p "$W/$1" -c "$W/$1/nginx.conf" -g 'daemon off;' & pids+=($!); PID[$1]=$!
+  setsid taskset -c 0 chrt --"${5:-other}" 0 nginx -p "$W/$1" -c "$W/$1/nginx.conf" -g 'daemon off;' & pids+=($!); PID[$1]=$!
 }
 UP=$BASE
-mk_nginx up "listen 127.0.0.1:$UP backlog=4096;" "" "location / { default_type application/json; return 200 '{\"id\":\"123\",\"ok\":true}\n'; }"
+mk_nginx up "listen 127.0.0.1:$UP backlog=4096;" "" "location / { default_type application/json; return 200 '{\"id\":\"123\",\"ok\":true}\n'; }" "$UPSTREAM_SCHED"
 PX='upstream backend { server 127.0.0.1:'$UP'; keepalive 64; keepalive_requests 1000000; }'
 LOC='location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }'
 mk_nginx ng-plain "listen 127.0.0.1:$((BASE+1)) backlog=4096;" "$PX" "$LOC"
@@ -105,24 +110,27 @@ for u in http://127.0.0.1:$((BASE+1)) http://127.0.0.1:$((BASE+2)) https://127.0
   c=$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$u/v1/users/123"); echo "check $u -> $c"
   [[ $c == 200 ]] || { echo "not serving: $u"; exit 1; }
 done
-usage() { # every process of the group $1 leads (nginx's workers, rolegate's threads): "utime stime switches", ticks and count
-  local user=0 sys=0 sw=0 p t
+usage() { # every process of the group $1 leads (nginx's workers, rolegate's threads): "utime stime voluntary involuntary", ticks and switches
+  local user=0 sys=0 vol=0 inv=0 p t v i
   for p in $(ps -eo pid=,pgid= | awk -v g="$1" '$2==g {print $1}'); do
     read -r u s < <(awk '{print $14, $15}' /proc/"$p"/stat 2>/dev/null || echo 0 0)
     user=$((user + ${u:-0})); sys=$((sys + ${s:-0}))
     for t in /proc/"$p"/task/*; do
-      sw=$((sw + $(awk '/^(non)?voluntary_ctxt_switches/ {s += $2} END {print s + 0}' "$t"/status 2>/dev/null || echo 0)))
+      read -r v i < <(awk '/^voluntary_ctxt_switches/ {v = $2} /^nonvoluntary_ctxt_switches/ {i = $2} END {print v + 0, i + 0}' "$t"/status 2>/dev/null || echo 0 0)
+      vol=$((vol + ${v:-0})); inv=$((inv + ${i:-0}))
     done
   done
-  echo "$user $sys $sw"
+  echo "$user $sys $vol $inv"
 }
 results=$repo/bench/results/workloads-$(date -u +%Y%m%dT%H%M%SZ).txt
 mkdir -p "$repo/bench/results"
 hz=$(getconf CLK_TCK)
-measure() { # row target pidkey url ...: one line "row target rps p99_us cpu_us_per_req user_us sys_us switches_per_req"
+measure() { # row target pidkey url ...: one line "row target rps p99_us cpu_us_per_req user_us sys_us switches_per_req
+  # voluntary involuntary" (the proxy's), then the upstream's "cpu_us_per_req voluntary involuntary"
   local row=$1 target=$2 pid=${PID[$3]} url=$4; shift 4
-  local u0 s0 w0 u1 s1 w1 out rps p99 n
-  read -r u0 s0 w0 < <(usage "$pid")
+  local u0 s0 v0 i0 u1 s1 v1 i1 out rps p99 n U0 U1
+  read -r u0 s0 v0 i0 < <(usage "$pid")
+  U0=$(usage "${PID[up]}")
   case $row in
     tls-full|tls-resume)
       local resume=0; [[ $row == tls-resume ]] && resume=1
@@ -136,8 +144,11 @@ measure() { # row target pidkey url ...: one line "row target rps p99_us cpu_us_
       n=$(awk '/requests in/ {print $1}' <<<"$out")
       grep -qE 'Non-2xx|Socket errors' <<<"$out" && echo "  $(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr '\n' ' ')" ;;
   esac
-  read -r u1 s1 w1 < <(usage "$pid")
-  local cpu; cpu=$(python3 -c "n = max($n, 1); u, s = ($u1-$u0)/$hz*1e6/n, ($s1-$s0)/$hz*1e6/n; print(f'{u+s:.1f} {u:.1f} {s:.1f} {($w1-$w0)/n:.3f}')")
+  read -r u1 s1 v1 i1 < <(usage "$pid")
+  U1=$(usage "${PID[up]}")
+  local cpu; cpu=$(python3 -c "n = max($n, 1); u, s = ($u1-$u0)/$hz*1e6/n, ($s1-$s0)/$hz*1e6/n; v, i = ($v1-$v0)/n, ($i1-$i0)/n; print(f'{u+s:.1f} {u:.1f} {s:.1f} {v+i:.3f} {v:.3f} {i:.3f}', end=' ')
+a, b = [int(x) for x in '$U0'.split()], [int(x) for x in '$U1'.split()]
+print(f'{(b[0]-a[0]+b[1]-a[1])/$hz*1e6/n:.1f} {(b[2]-a[2])/n:.3f} {(b[3]-a[3])/n:.3f}')")
   echo "$row $target $rps $p99 $cpu" | tee -a "$results"
 }
 for r in $(seq 1 "$ROUNDS"); do
