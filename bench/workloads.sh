@@ -125,12 +125,18 @@ usage() { # every process of the group $1 leads (nginx's workers, rolegate's thr
 results=$repo/bench/results/workloads-$(date -u +%Y%m%dT%H%M%SZ).txt
 mkdir -p "$repo/bench/results"
 hz=$(getconf CLK_TCK)
+per_request() { # two `usage` lines (before, after) and a request count: "cpu_us user_us sys_us switches voluntary involuntary" per request
+  python3 -c "import sys
+a, b, n = [int(x) for x in sys.argv[1].split()], [int(x) for x in sys.argv[2].split()], max(int(sys.argv[3] or 0), 1)
+u, s, v, i = ((y - x) / n for x, y in zip(a, b))
+u, s = u / $hz * 1e6, s / $hz * 1e6
+print(f'{u+s:.1f} {u:.1f} {s:.1f} {v+i:.3f} {v:.3f} {i:.3f}')" "$1" "$2" "$3"
+}
 measure() { # row target pidkey url ...: one line "row target rps p99_us cpu_us_per_req user_us sys_us switches_per_req
   # voluntary involuntary" (the proxy's), then the upstream's "cpu_us_per_req voluntary involuntary"
   local row=$1 target=$2 pid=${PID[$3]} url=$4; shift 4
-  local u0 s0 v0 i0 u1 s1 v1 i1 out rps p99 n U0 U1
-  read -r u0 s0 v0 i0 < <(usage "$pid")
-  U0=$(usage "${PID[up]}")
+  local out rps p99 n p0 p1 u0 u1 up_cpu up_vol up_inv
+  p0=$(usage "$pid"); u0=$(usage "${PID[up]}")
   case $row in
     tls-full|tls-resume)
       local resume=0; [[ $row == tls-resume ]] && resume=1
@@ -144,12 +150,9 @@ measure() { # row target pidkey url ...: one line "row target rps p99_us cpu_us_
       n=$(awk '/requests in/ {print $1}' <<<"$out")
       grep -qE 'Non-2xx|Socket errors' <<<"$out" && echo "  $(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr '\n' ' ')" ;;
   esac
-  read -r u1 s1 v1 i1 < <(usage "$pid")
-  U1=$(usage "${PID[up]}")
-  local cpu; cpu=$(python3 -c "n = max($n, 1); u, s = ($u1-$u0)/$hz*1e6/n, ($s1-$s0)/$hz*1e6/n; v, i = ($v1-$v0)/n, ($i1-$i0)/n; print(f'{u+s:.1f} {u:.1f} {s:.1f} {v+i:.3f} {v:.3f} {i:.3f}', end=' ')
-a, b = [int(x) for x in '$U0'.split()], [int(x) for x in '$U1'.split()]
-print(f'{(b[0]-a[0]+b[1]-a[1])/$hz*1e6/n:.1f} {(b[2]-a[2])/n:.3f} {(b[3]-a[3])/n:.3f}')")
-  echo "$row $target $rps $p99 $cpu" | tee -a "$results"
+  p1=$(usage "$pid"); u1=$(usage "${PID[up]}")
+  read -r up_cpu _ _ _ up_vol up_inv < <(per_request "$u0" "$u1" "$n")
+  echo "$row $target $rps $p99 $(per_request "$p0" "$p1" "$n") $up_cpu $up_vol $up_inv" | tee -a "$results"
 }
 for r in $(seq 1 "$ROUNDS"); do
   echo "== round $r"
