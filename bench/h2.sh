@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # HTTP/2 in front, nginx (a plain proxy, no auth) beside rolegate (RS256, cached
-# token) in one run, alternating rounds, h2load as the client:
+# token) in one run, each round in a turned order (bench/order.sh), h2load as the client:
 #   h2-tls     HTTP/2 over TLS (ALPN h2) in front, HTTP/1.1 keep-alive upstream
 #   h2c        cleartext HTTP/2 (prior knowledge) in front, HTTP/1.1 upstream
 #   h2c-h2c    cleartext HTTP/2 in front and behind (rolegate protocol = "h2c";
@@ -15,6 +15,7 @@
 # Results: bench/results/h2-<stamp>.txt (every run's line) and the table on stdout.
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$repo/bench/order.sh"
 ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-8}; CONNS=${CONNS:-8}; STREAMS=${STREAMS:-16}; BASE=${BASE:-29280}
 ROWS=${ROWS:-"h2-tls h2c h2c-h2c"}
 for tool in nginx h2load taskset openssl; do
@@ -119,7 +120,7 @@ measure() { # row target pidkey url: one line "row target rps p99_us cpu_us_per_
 for r in $(seq 1 "$ROUNDS"); do
   echo "== round $r"
   for row in $ROWS; do
-    pair=("nginx" "rolegate"); (( r % 2 == 0 )) && pair=("rolegate" "nginx")
+    pair=($(round_order "$r" nginx rolegate))
     for t in "${pair[@]}"; do
       case $row-$t in
         h2-tls-nginx) measure "$row" nginx ng-tls https://127.0.0.1:$((BASE+2)) ;;

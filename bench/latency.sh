@@ -2,13 +2,14 @@
 # Latency at a fixed rate, not at saturation: oha sends requests at 50% and
 # 80% of nginx's own maximum (measured first, with wrk) to the upstream
 # directly, through nginx (a plain proxy) and through rolegate (RS256, cached
-# token), alternating; the added p50 and p99 over direct are each proxy's
+# token), each round in a turned order (bench/order.sh); the added p50 and p99 over direct are each proxy's
 # cost in latency. Upstream + proxy on CPU 0, the load generator on CPU 1.
 # oha measures with coordinated-omission correction (`--latency-correction`).
 #   ROUNDS=3 DURATION=10 bench/latency.sh
 # Needs oha (`cargo install oha`), nginx and wrk (Debian packages).
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$repo/bench/order.sh"
 ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10}; CONNS=${CONNS:-32}; BASE=${BASE:-29380}
 command -v oha >/dev/null || cargo install oha --locked
 for tool in nginx wrk taskset; do
@@ -71,7 +72,7 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "== round $r"
   for share in 50 80; do
     rate=$((max * share / 100))
-    order=(direct nginx rolegate); (( r % 2 == 0 )) && order=(rolegate nginx direct)
+    order=($(round_order "$r" direct nginx rolegate))
     for t in "${order[@]}"; do
       out=$(taskset -c 1 oha -z "${DURATION}s" -q "$rate" -c "$CONNS" --latency-correction --no-tui --output-format json -H "Authorization: Bearer $TOKEN" "$(url $t)")
       python3 -c 'import json,sys; j=json.load(sys.stdin); p=j["latencyPercentiles"]; s=j["summary"]; print(*sys.argv[1:4], round(s["requestsPerSec"]), round(p["p50"]*1e6), round(p["p99"]*1e6), round(s["successRate"], 4))' "$share" "$t" "$rate" <<<"$out" | tee -a "$results"

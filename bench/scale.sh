@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the size of the table and of the tokens costs, and the token cache
 # under churn: rolegate against itself with a small table, in one run,
-# alternating rounds (wrk keep-alive, RS256, [forward] subject and permission
+# each round in a turned order, bench/order.sh (wrk keep-alive, RS256, [forward] subject and permission
 # headers on in every variant, nginx upstream; upstream + rolegate on CPU 0, wrk on CPU 1):
 #   small        1 issuer, 3 roles, 2 routes, a token with 1 role (the baseline)
 #   issuers50    50 issuers; tokens of the last one
@@ -20,6 +20,7 @@
 #   VARIANTS="small routes10k" bench/scale.sh
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$repo/bench/order.sh"
 ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-8}; CONNS=${CONNS:-32}; BASE=${BASE:-29280}
 VARIANTS=${VARIANTS:-"small issuers50 roles1000 routes10k token200 pad200 churn nocache churn2 nocache2"}
 for tool in nginx wrk taskset openssl; do
@@ -111,7 +112,7 @@ results=$repo/bench/results/scale-$(date -u +%Y%m%dT%H%M%SZ).txt
 mkdir -p "$repo/bench/results"
 for r in $(seq 1 "$ROUNDS"); do
   echo "== round $r"
-  order=($VARIANTS); (( r % 2 == 0 )) && order=($(printf '%s\n' $VARIANTS | tac))
+  order=($(round_order "$r" $VARIANTS))
   for v in "${order[@]}"; do
     env=(TOKEN="$(token_for $v)"); pin=(taskset -c 1)
     [[ $v == churn* || $v == nocache* ]] && env=(TOKEN_FILE="$W/pool.txt")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The workloads users load-test, nginx (a plain proxy, no auth) beside rolegate
-# (RS256, cached token) in one run, alternating rounds:
+# (RS256, cached token) in one run, each round in a turned order (bench/order.sh):
 #   keepalive   wrk, keep-alive, access logs off on both
 #   logs        wrk, keep-alive, access logs on on both (nginx access_log to a
 #               file; rolegate's default access log: JSON on stderr, to a file)
@@ -26,6 +26,7 @@
 # Results: bench/results/workloads-<stamp>.txt (every run's line) and the table on stdout.
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$repo/bench/order.sh"
 ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-8}; CONNS=${CONNS:-32}; BASE=${BASE:-29180}
 ROWS=${ROWS:-"keepalive logs churn tls tls-full tls-resume"}
 UPSTREAM_SCHED=${UPSTREAM_SCHED:-other}
@@ -157,7 +158,7 @@ measure() { # row target pidkey url ...: one line "row target rps p99_us cpu_us_
 for r in $(seq 1 "$ROUNDS"); do
   echo "== round $r"
   for row in $ROWS; do
-    pair=($targets); (( r % 2 == 0 )) && pair=($(tr ' ' '\n' <<<"$targets" | tac))
+    pair=($(round_order "$r" $targets))
     for t in "${pair[@]}"; do
       case $row-$t in
         keepalive-nginx) measure "$row" nginx ng-plain http://127.0.0.1:$((BASE+1)) ;;
