@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # HTTP/2 in front, nginx (a plain proxy, no auth) beside rolegate (RS256, cached
-# token) in one run, each round in a turned order (bench/order.sh), h2load as the client:
+# token) in one run, each round in a turned order (bench/order.sh), h2load as
+# the client:
 #   h2-tls     HTTP/2 over TLS (ALPN h2) in front, HTTP/1.1 keep-alive upstream
 #   h2c        cleartext HTTP/2 (prior knowledge) in front, HTTP/1.1 upstream
 #   h2c-h2c    cleartext HTTP/2 in front and behind (rolegate protocol = "h2c";

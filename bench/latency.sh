@@ -2,8 +2,8 @@
 # Latency at a fixed rate, not at saturation: oha sends requests at 50% and
 # 80% of nginx's own maximum (measured first, with wrk) to the upstream
 # directly, through nginx (a plain proxy) and through rolegate (RS256, cached
-# token), each round in a turned order (bench/order.sh); the added p50 and p99 over direct are each proxy's
-# cost in latency. Upstream + proxy on CPU 0, the load generator on CPU 1.
+# token), each round in a turned order (bench/order.sh); the added p50 and
+# p99 over direct are each proxy's cost in latency. Upstream + proxy on CPU 0, the load generator on CPU 1.
 # oha measures with coordinated-omission correction (`--latency-correction`).
 #   ROUNDS=3 DURATION=10 bench/latency.sh
 # Needs oha (`cargo install oha`), nginx and wrk (Debian packages).

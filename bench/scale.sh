@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What the size of the table and of the tokens costs, and the token cache
-# under churn: rolegate against itself with a small table, in one run,
-# each round in a turned order, bench/order.sh (wrk keep-alive, RS256, [forward] subject and permission
-# headers on in every variant, nginx upstream; upstream + rolegate on CPU 0, wrk on CPU 1):
+# under churn: rolegate against itself with a small table, in one run, each
+# round in a turned order (bench/order.sh); wrk keep-alive, RS256, [forward]
+# subject and permission headers on in every variant, nginx upstream; upstream
+# + rolegate on CPU 0, wrk on CPU 1:
 #   small        1 issuer, 3 roles, 2 routes, a token with 1 role (the baseline)
 #   issuers50    50 issuers; tokens of the last one
 #   roles1000    1,000 roles in chains of 10 `includes`; the token has a chain's top
